@@ -1,0 +1,1 @@
+"""Ingestion, state, bars, analytics and storage for the pair-analytics dashboard."""

@@ -1,0 +1,171 @@
+"""``python -m backend collect|serve``: the headless collector and the local exchange."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from backend.config import (
+    DEFAULT_DB,
+    DEFAULT_REST_URL,
+    DEFAULT_SYMBOLS,
+    DEFAULT_WS_URL,
+    ConfigError,
+    FeedConfig,
+    check_url,
+    parse_symbols,
+)
+
+log = logging.getLogger("backend")
+
+SHARED_SAMPLE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage dump) and exits 2."""
+
+    def error(self, message: str) -> None:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m backend", description=__doc__)
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("collect", help="ingest live trades and persist 1s/1m/5m bars to SQLite")
+    c.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
+    c.add_argument("--ws-url", default=DEFAULT_WS_URL)
+    c.add_argument("--rest-url", default=DEFAULT_REST_URL)
+    c.add_argument("--db", default=DEFAULT_DB)
+    c.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
+    c.add_argument("--flush-interval", type=_positive(float), default=2.0, metavar="SECONDS")
+
+    s = sub.add_parser("serve", help="run the local Binance-compatible exchange")
+    s.add_argument("--source", choices=["replay", "simulate"], default="replay")
+    s.add_argument("--files", nargs="*", default=None, help="NDJSON / aggTrades CSV to replay")
+    s.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="simulated symbols")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=_positive(int), default=0, help="0 picks a free port")
+    s.add_argument("--speed", type=_positive(float), default=1.0, help="0 = as fast as possible")
+    s.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
+    for flag, help_text in (
+        ("--drop-every", "abort connections after every N messages"),
+        ("--skip-on-drop", "trades not streamed after a drop (REST still has them)"),
+        ("--duplicate-every", "send every Nth message twice"),
+        ("--malformed-every", "a junk frame after every Nth message"),
+        ("--refuse-connections", "refuse the first N WebSocket connections"),
+        ("--silence-after", "go silent (no data, no pongs) after N messages"),
+        ("--rest-429", "answer the first N aggTrades requests with 429"),
+        ("--rest-418", "answer the first N aggTrades requests with 418"),
+        ("--rest-5xx", "answer the first N aggTrades requests with 503"),
+    ):
+        s.add_argument(flag, type=_positive(int), default=0, help=help_text)
+    s.add_argument("--rest-down", action="store_true", help="every REST request fails")
+    s.add_argument("--max-connection-age", type=_positive(float), default=0.0, metavar="SECONDS")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "collect":
+            return _collect(args)
+        return _serve(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"python -m backend {args.command}: error: {exc}\n")
+        return 2
+
+
+def _collect(args) -> int:
+    from backend.collector import run_collector
+    from backend.rest import RestClient, RestError
+
+    cfg = FeedConfig(
+        symbols=parse_symbols(args.symbols),
+        ws_url=check_url(args.ws_url, ("ws", "wss"), "--ws-url"),
+        rest_url=check_url(args.rest_url, ("http", "https"), "--rest-url"),
+    )
+    try:
+        listed = RestClient(cfg.rest_url, timeout_s=5.0).trading_symbols()
+    except RestError as exc:
+        log.warning("cannot check symbols against exchangeInfo (%s); continuing", exc)
+    else:
+        unknown = [s for s in cfg.symbols if s not in listed]
+        if unknown:
+            raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
+    return run_collector(cfg, args.db, args.duration, args.flush_interval)
+
+
+def _serve(args) -> int:
+    from backend.exchange.server import FaultPlan, LocalExchange
+    from backend.exchange.sources import Simulator, SourceFormatError, load_files
+
+    faults = FaultPlan(
+        drop_every=args.drop_every,
+        skip_on_drop=args.skip_on_drop,
+        duplicate_every=args.duplicate_every,
+        malformed_every=args.malformed_every,
+        refuse_connections=args.refuse_connections,
+        silence_after=args.silence_after,
+        rest_429=args.rest_429,
+        rest_418=args.rest_418,
+        rest_5xx=args.rest_5xx,
+        rest_down=args.rest_down,
+        max_connection_age_s=args.max_connection_age,
+    )
+    if args.source == "simulate":
+        source = {"simulator": Simulator(parse_symbols(args.symbols), seed=args.seed)}
+    else:
+        files = args.files or [str(SHARED_SAMPLE)]
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            raise ConfigError(f"no such file: {', '.join(missing)}")
+        try:
+            source = {"trades": load_files(files)}
+        except SourceFormatError as exc:
+            raise ConfigError(str(exc)) from exc
+    exchange = LocalExchange(
+        **source,
+        speed=args.speed or None,
+        faults=faults,
+        host=args.host,
+        port=args.port,
+    )
+    port = exchange.start()
+    print(f"LOCAL_EXCHANGE_PORT={port}", flush=True)
+    print(f"ws-url {exchange.ws_url}  rest-url {exchange.rest_url}", flush=True)
+    stop = threading.Event()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait(args.duration)
+    exchange.stop()
+    return 0

@@ -1,0 +1,102 @@
+"""The headless collector: live feed -> tick store -> SQLite, flushed every few seconds."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from backend.config import FeedConfig
+from backend.ingestion import Ingestor
+from backend.records import TIMEFRAMES_MS
+from backend.state import TickStore
+from backend.storage import BarStore, StorageError
+
+log = logging.getLogger(__name__)
+
+
+class BarFlusher:
+    """Writes the bars changed since the last successful flush, in all three timeframes.
+
+    A failed write (database locked, disk full) keeps the changes pending for the next try, so a
+    transient error loses nothing.
+    """
+
+    def __init__(self, store: TickStore, db: BarStore) -> None:
+        self.store, self.db = store, db
+        self._pending: dict[str, int] = {}
+        self.rows_written = 0
+        self.last_error: str | None = None
+
+    def flush(self, everything: bool = False) -> int:
+        for symbol, since in self.store.take_dirty().items():
+            self._pending[symbol] = min(since, self._pending.get(symbol, since))
+        targets = dict.fromkeys(self.store.symbols) if everything else dict(self._pending)
+        bars = [
+            self.store.bars(symbol, tf, since_ms=since)
+            for symbol, since in targets.items()
+            for tf in TIMEFRAMES_MS
+        ]
+        try:
+            written = self.db.upsert(b for b in bars if len(b))
+        except StorageError as exc:
+            self.last_error = str(exc)
+            log.error("%s", exc)
+            return 0
+        self._pending.clear()
+        self.last_error = None
+        self.rows_written += written
+        return written
+
+
+def run_collector(
+    cfg: FeedConfig,
+    db_path: str,
+    duration_s: float | None,
+    flush_interval_s: float = 2.0,
+    settle_s: float = 5.0,
+) -> int:
+    """Ingest until ``duration_s`` elapses or SIGINT/SIGTERM; returns the process exit code."""
+    db = BarStore(db_path)
+    store = TickStore(cfg.symbols, cfg.tick_capacity)
+    ingestor = Ingestor(store, cfg).start()
+    flusher = BarFlusher(store, db)
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    log.info("collecting %s into %s", ",".join(cfg.symbols), db_path)
+    try:
+        while not stop.is_set():
+            wait = flush_interval_s
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            stop.wait(wait)
+            flusher.flush()
+        # Give open gaps a bounded chance to fill, then write everything, open bars included.
+        ingestor.settle(settle_s)
+    finally:
+        ingestor.stop()
+        flusher.flush()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        db.close()
+    health = ingestor.health.snapshot()
+    snap = store.snapshot()
+    log.info(
+        "collected %d ticks, %d rows written; reconnects %d, gaps %d found / %d filled, "
+        "%d duplicates, %d malformed",
+        snap.total_ticks,
+        flusher.rows_written,
+        health.reconnects,
+        health.gaps_found,
+        health.gaps_filled,
+        sum(s.duplicates for s in snap.symbols.values()),
+        health.malformed,
+    )
+    return 0 if flusher.last_error is None else 1

@@ -1,0 +1,61 @@
+"""Configuration in one place: defaults, environment overrides, and validation of user input."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+# Binance routes USD-M market streams such as aggTrade under /market (book data under /public).
+DEFAULT_WS_URL = "wss://fstream.binance.com/market"
+DEFAULT_REST_URL = "https://fapi.binance.com"
+DEFAULT_DB = "market.db"
+MAX_STREAMS_PER_CONNECTION = 200  # Binance's limit; more symbols open more connections
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
+
+
+class ConfigError(ValueError):
+    """Bad user configuration, worded for a one-line error."""
+
+
+def parse_symbols(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"btcusdt, ETHUSDT"`` -> ``["BTCUSDT", "ETHUSDT"]``: upper-cased, de-duplicated, checked."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    symbols: list[str] = []
+    for raw in items:
+        symbol = raw.strip().upper()
+        if not symbol:
+            continue
+        if not _SYMBOL.match(symbol):
+            raise ConfigError(f"invalid symbol {raw.strip()!r}: use letters A-Z and digits only")
+        if symbol not in symbols:
+            symbols.append(symbol)
+    if not symbols:
+        raise ConfigError("no symbols given")
+    return symbols
+
+
+def check_url(url: str, schemes: tuple[str, ...], flag: str) -> str:
+    if not any(url.startswith(s + "://") for s in schemes):
+        raise ConfigError(
+            f"{flag} must start with {' or '.join(s + '://' for s in schemes)}: {url!r}"
+        )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """Everything the ingestion engine needs; env vars PAIRDASH_* override the defaults."""
+
+    symbols: list[str] = field(default_factory=lambda: list(DEFAULT_SYMBOLS))
+    ws_url: str = os.environ.get("PAIRDASH_WS_URL", DEFAULT_WS_URL)
+    rest_url: str = os.environ.get("PAIRDASH_REST_URL", DEFAULT_REST_URL)
+    tick_capacity: int = 2_000_000  # ticks kept in memory per symbol (bars are kept regardless)
+    idle_ping_s: float = 5.0  # no frame for this long: we ping
+    pong_timeout_s: float = 5.0  # and no frame for this long after the ping: the link is dead
+    max_connection_age_s: float = 23.5 * 3600  # rotate before Binance's 24 h limit
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    rest_timeout_s: float = 10.0

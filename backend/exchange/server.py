@@ -1,0 +1,501 @@
+"""A local Binance-compatible exchange on 127.0.0.1: the aggTrade WebSocket streams and the REST
+endpoints the client uses, from recorded trades or a simulation, with switchable faults.
+
+One port serves both: WebSocket upgrades on ``/stream?streams=...``, ``/ws/<stream>`` and
+``/ws`` (+ ``SUBSCRIBE``), also under the routed prefixes ``/market`` and ``/public``; plain HTTP
+``GET /fapi/v1/aggTrades``, ``/fapi/v1/exchangeInfo``, ``/fapi/v1/ping`` and ``/fapi/v1/time``.
+
+Trades are *published* on the exchange's clock (the replay's timeline at ``speed``, or as fast as
+the connected clients read); REST serves every published trade, the streams deliver them only to
+connections that are up, so a client that was down must backfill over REST, as on Binance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from backend.exchange.sources import Simulator
+from backend.records import TradeBatch
+from backend.wire import encode_agg_trade, encode_combined, encode_rest_agg_trades, stream_name
+
+log = logging.getLogger(__name__)
+
+AGG_TRADES_WEIGHT = 20
+WEIGHT_LIMIT_1M = 2400
+_ROUTE_PREFIXES = ("/market", "/public")
+_WRITE_HIGH_WATER = 1 << 20
+
+# Junk the malformed-message fault sends, one kind after another.
+JUNK_FRAMES = (
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCU',  # truncated
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":"x",'
+    b'"p":"1","q":"1","f":1,"l":1,"T":1,"m":true}}',  # wrong type
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","p":"1"}}',  # fields
+    b'{"stream":"zzzusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"ZZZUSDT","a":1,'
+    b'"p":"1","q":"1","f":1,"l":1,"T":1,"m":true}}',  # unknown symbol
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,'
+    b'"p":"0","q":"1","f":1,"l":1,"T":1,"m":true}}',  # zero price
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,'
+    b'"p":"NaN","q":"1","f":1,"l":1,"T":1,"m":true}}',  # NaN price
+    b'{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"1"}}',
+    b'{"result":null,"id":99}',  # a subscription reply
+    b"not json at all",
+)
+
+
+@dataclass
+class FaultPlan:
+    """Fault switches; 0 means off. Counts are of trade messages sent on the streams."""
+
+    drop_every: int = 0  # abort every connection (no close frame) after this many messages
+    skip_on_drop: int = 0  # trades published while "down": never streamed, only REST has them
+    duplicate_every: int = 0  # send every Nth trade message twice
+    malformed_every: int = 0  # a junk frame after every Nth trade message
+    refuse_connections: int = 0  # refuse this many WebSocket upgrades (HTTP 503)
+    silence_after: int = 0  # after this many messages, connections go silent (no data, no pongs)
+    rest_429: int = 0  # answer this many aggTrades requests with 429 + Retry-After
+    rest_418: int = 0  # ... with 418 (IP ban) + Retry-After
+    rest_5xx: int = 0  # ... with 503
+    rest_down: bool = False  # every REST request fails with 503
+    retry_after_s: int = 1
+    max_connection_age_s: float = 0.0  # close connections older than this (Binance: 24 h)
+
+
+class _Published:
+    """One symbol's trades on the exchange: the whole tape, and how many are public yet."""
+
+    def __init__(self, batch: TradeBatch) -> None:
+        self.batch = batch
+        self.count = 0
+        self.first_id = int(batch.agg_id[0]) if len(batch) else 0
+
+    def extend(self, batch: TradeBatch) -> None:
+        """Append simulated trades (already public)."""
+        if self.count == 0 and len(self.batch) == 0:
+            self.first_id = int(batch.agg_id[0])
+        self.batch = TradeBatch.concat(
+            self.batch.symbol, [self.batch.take(slice(0, self.count)), batch]
+        )
+        self.count = len(self.batch)
+
+    def rows(self, from_id: int | None, limit: int) -> TradeBatch:
+        if from_id is None:
+            start = max(0, self.count - limit)
+        else:
+            start = min(max(0, from_id - self.first_id), self.count)
+        return self.batch.take(slice(start, min(start + limit, self.count)))
+
+
+@dataclass(eq=False)
+class _Sub:
+    conn: ServerConnection
+    streams: set[str]
+    combined: bool
+    opened: float = field(default_factory=time.monotonic)
+    silent: bool = False
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented server text frame (RFC 6455 section 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + struct.pack("!H", n) + payload
+    return b"\x81\x7f" + struct.pack("!Q", n) + payload
+
+
+class LocalExchange:
+    """The local exchange, run on its own thread and event loop. ``start()`` returns the port.
+
+    ``trades`` (recorded, per symbol) or ``simulator`` is the source. ``speed`` replays the
+    recorded timeline that many times faster than real time; ``None`` publishes as fast as the
+    connected clients read and pauses while none is connected.
+    """
+
+    def __init__(
+        self,
+        trades: dict[str, TradeBatch] | None = None,
+        simulator: Simulator | None = None,
+        speed: float | None = None,
+        faults: FaultPlan | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ping_interval_s: float | None = 180.0,
+        chunk: int = 256,
+    ) -> None:
+        if (trades is None) == (simulator is None):
+            raise ValueError("give recorded trades or a simulator")
+        self.host, self.port = host, port
+        self.speed = speed
+        self.faults = faults or FaultPlan()
+        self.ping_interval_s = ping_interval_s
+        self._chunk = chunk
+        self._sim = simulator
+        symbols = simulator.symbols if simulator else list(trades)
+        self._pub = {
+            s: _Published(trades[s] if trades else TradeBatch.from_trades(s, [])) for s in symbols
+        }
+        self._subs: set[_Sub] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._has_sub: asyncio.Event | None = None
+        self._sent = 0
+        self._skip_left = 0
+        self._weight: dict[int, int] = {}
+        self._junk = itertools.cycle(JUNK_FRAMES)
+        self.done = threading.Event()  # set when a recorded tape has been fully published
+        self.stats = {"connections": 0, "refused": 0, "drops": 0, "rest_requests": 0}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 10.0) -> int:
+        self._thread = threading.Thread(target=self._run, name="local-exchange", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError("local exchange did not start")
+        return self.port
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._loop and self._stop:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread:
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> LocalExchange:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/market"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def published(self, symbol: str) -> TradeBatch:
+        """Every trade of ``symbol`` the exchange has made public so far (the reference)."""
+        pub = self._pub[symbol]
+        return pub.batch.take(slice(0, pub.count))
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._has_sub = asyncio.Event()
+        async with serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            compression=None,
+            ping_interval=self.ping_interval_s,
+            max_size=2**16,
+        ) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            publisher = asyncio.create_task(self._publish_loop())
+            await self._stop.wait()
+            publisher.cancel()
+            for sub in list(self._subs):
+                sub.conn.transport.abort()
+
+    # --- HTTP: REST endpoints and refusals ----------------------------------------------------
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        path = url.path
+        for prefix in _ROUTE_PREFIXES:
+            if path.startswith(prefix + "/"):
+                path = path[len(prefix) :]
+        if path.startswith("/fapi/"):
+            return self._rest(path, parse_qs(url.query))
+        if self.faults.refuse_connections > 0:
+            self.faults.refuse_connections -= 1
+            self.stats["refused"] += 1
+            return _json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"msg": "refused (fault)"})
+        if not (path.startswith("/ws") or path.startswith("/stream")):
+            return _json_response(HTTPStatus.NOT_FOUND, {"code": -1, "msg": "unknown path"})
+        return None
+
+    def _rest(self, path: str, query: dict[str, list[str]]) -> Response:
+        self.stats["rest_requests"] += 1
+        f = self.faults
+        if f.rest_down:
+            return _json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"msg": "down (fault)"})
+        if path == "/fapi/v1/ping":
+            return _json_response(HTTPStatus.OK, {})
+        if path == "/fapi/v1/time":
+            return _json_response(HTTPStatus.OK, {"serverTime": int(time.time() * 1000)})
+        if path == "/fapi/v1/exchangeInfo":
+            return _json_response(HTTPStatus.OK, self._exchange_info())
+        if path != "/fapi/v1/aggTrades":
+            return _json_response(HTTPStatus.NOT_FOUND, {"code": -1, "msg": "unknown endpoint"})
+        for attr, status in (("rest_418", 418), ("rest_429", 429), ("rest_5xx", 503)):
+            if getattr(f, attr) > 0:
+                setattr(f, attr, getattr(f, attr) - 1)
+                headers = {"Retry-After": str(f.retry_after_s)} if status != 503 else {}
+                return _json_response(status, {"code": -1003, "msg": "fault"}, headers)
+        symbol = (query.get("symbol") or [""])[0].upper()
+        if symbol not in self._pub:
+            return _json_response(HTTPStatus.BAD_REQUEST, {"code": -1121, "msg": "Invalid symbol."})
+        try:
+            from_id = int(query["fromId"][0]) if "fromId" in query else None
+            limit = min(max(int((query.get("limit") or ["500"])[0]), 1), 1000)
+        except ValueError:
+            return _json_response(HTTPStatus.BAD_REQUEST, {"code": -1100, "msg": "Illegal chars."})
+        minute = int(time.time() // 60)
+        self._weight[minute] = self._weight.get(minute, 0) + AGG_TRADES_WEIGHT
+        rows = self._pub[symbol].rows(from_id, limit)
+        body = encode_rest_agg_trades(rows.trades())
+        return _response(HTTPStatus.OK, body, {"X-MBX-USED-WEIGHT-1M": str(self._weight[minute])})
+
+    def _exchange_info(self) -> dict:
+        return {
+            "timezone": "UTC",
+            "serverTime": int(time.time() * 1000),
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": WEIGHT_LIMIT_1M,
+                },
+            ],
+            "symbols": [
+                {
+                    "symbol": s,
+                    "pair": s,
+                    "contractType": "PERPETUAL",
+                    "status": "TRADING",
+                    "baseAsset": s.removesuffix("USDT"),
+                    "quoteAsset": "USDT",
+                }
+                for s in self._pub
+            ],
+        }
+
+    # --- WebSocket connections ---------------------------------------------------------------
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        url = urlsplit(conn.request.path)
+        path = url.path
+        for prefix in _ROUTE_PREFIXES:
+            if path.startswith(prefix + "/"):
+                path = path[len(prefix) :]
+        combined = path.startswith("/stream")
+        if combined:
+            names = (parse_qs(url.query).get("streams") or [""])[0].split("/")
+        else:
+            names = [path[len("/ws/") :]] if path.startswith("/ws/") else []
+        sub = _Sub(conn, {n for n in names if n}, combined)
+        self._subs.add(sub)
+        self.stats["connections"] += 1
+        self._has_sub.set()
+        try:
+            async for message in conn:
+                await self._control(sub, message)
+        except Exception:  # a client gone without a close frame ends here too
+            pass
+        finally:
+            self._subs.discard(sub)
+            if not any(not s.silent for s in self._subs):
+                self._has_sub.clear()
+
+    async def _control(self, sub: _Sub, message: str | bytes) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS, answered like Binance."""
+        try:
+            req = json.loads(message)
+            method, req_id = req["method"], req.get("id")
+            params = req.get("params", [])
+        except (ValueError, KeyError, TypeError):
+            await sub.conn.send(json.dumps({"error": {"code": 2, "msg": "Invalid request"}}))
+            return
+        if method == "SUBSCRIBE":
+            sub.streams.update(params)
+            result = None
+        elif method == "UNSUBSCRIBE":
+            sub.streams.difference_update(params)
+            result = None
+        elif method == "LIST_SUBSCRIPTIONS":
+            result = sorted(sub.streams)
+        else:
+            await sub.conn.send(
+                json.dumps({"error": {"code": 1, "msg": "Unknown method"}, "id": req_id})
+            )
+            return
+        await sub.conn.send(json.dumps({"result": result, "id": req_id}))
+
+    # --- publishing --------------------------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        if self._sim is not None:
+            await self._simulate()
+        else:
+            await self._replay()
+        self.done.set()
+
+    async def _replay(self) -> None:
+        symbols = list(self._pub)
+        times = np.concatenate([self._pub[s].batch.trade_time_ms for s in symbols])
+        owner = np.concatenate([np.full(len(self._pub[s].batch), i) for i, s in enumerate(symbols)])
+        row = np.concatenate([np.arange(len(self._pub[s].batch)) for s in symbols])
+        order = np.argsort(times, kind="stable")
+        if not len(order):
+            return
+        t0 = int(times[order[0]])
+        wall0 = None
+        for start in range(0, len(order), self._chunk):
+            part = order[start : start + self._chunk]
+            if self.speed is None:
+                await self._await_subscriber()
+            else:
+                if wall0 is None:
+                    await self._await_subscriber()
+                    wall0 = time.monotonic()
+                due = wall0 + (int(times[part[-1]]) - t0) / 1000 / self.speed
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            per_symbol: dict[str, TradeBatch] = {}
+            for i, s in enumerate(symbols):
+                rows = row[part[owner[part] == i]]
+                if len(rows):
+                    per_symbol[s] = self._pub[s].batch.take(rows)
+                    self._pub[s].count = int(rows[-1]) + 1
+            # Interleave the symbols in time order as the exchange would.
+            await self._deliver(_merge_in_time(per_symbol))
+
+    async def _simulate(self) -> None:
+        step_s = 0.05
+        while True:
+            await asyncio.sleep(step_s)
+            fresh = self._sim.advance(int(time.time() * 1000))
+            for s, batch in fresh.items():
+                self._pub[s].extend(batch)
+            if fresh:
+                await self._deliver(_merge_in_time(fresh))
+
+    async def _await_subscriber(self) -> None:
+        while not any(not s.silent for s in self._subs):
+            self._has_sub.clear()
+            await self._has_sub.wait()
+
+    async def _deliver(self, trades: list) -> None:
+        """Send published trades to the live connections, applying the fault plan."""
+        f = self.faults
+        now_ms = int(time.time() * 1000)
+        self._expire_old_connections()
+        frames: dict[bool, list[bytes]] = {True: [], False: []}
+        targets: list[tuple[str, int]] = []  # (stream, index into frames)
+        for trade in trades:
+            if self._skip_left > 0:
+                self._skip_left -= 1
+                continue
+            data = encode_agg_trade(trade, now_ms)
+            stream = stream_name(trade.symbol)
+            copies = 2 if f.duplicate_every and (self._sent + 1) % f.duplicate_every == 0 else 1
+            for _ in range(copies):
+                frames[True].append(_text_frame(encode_combined(stream, data)))
+                frames[False].append(_text_frame(data))
+                targets.append((stream, len(frames[True]) - 1))
+            self._sent += 1
+            if f.malformed_every and self._sent % f.malformed_every == 0:
+                junk = _text_frame(next(self._junk))
+                frames[True].append(junk)
+                frames[False].append(junk)
+                targets.append(("*", len(frames[True]) - 1))
+            if f.silence_after and self._sent >= f.silence_after:
+                f.silence_after = 0
+                self._write(frames, targets)
+                frames, targets = {True: [], False: []}, []
+                for sub in self._subs:
+                    sub.silent = True
+                    sub.conn.transport.pause_reading()  # no pongs either
+            if f.drop_every and self._sent % f.drop_every == 0:
+                self._write(frames, targets)
+                frames, targets = {True: [], False: []}, []
+                self._drop_all()
+        self._write(frames, targets)
+        await self._drain()
+
+    def _write(self, frames: dict[bool, list[bytes]], targets: list[tuple[str, int]]) -> None:
+        if not targets:
+            return
+        for sub in list(self._subs):
+            if sub.silent:
+                continue
+            mine = frames[sub.combined]
+            out = [mine[i] for stream, i in targets if stream == "*" or stream in sub.streams]
+            if out:
+                sub.conn.transport.write(b"".join(out))
+
+    async def _drain(self) -> None:
+        """Backpressure: wait while any live client's socket buffer is full."""
+        while any(
+            not s.silent and s.conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER
+            for s in self._subs
+        ):
+            await asyncio.sleep(0.001)
+
+    def _drop_all(self) -> None:
+        self.stats["drops"] += 1
+        self._skip_left = self.faults.skip_on_drop
+        for sub in list(self._subs):
+            if not sub.silent:
+                sub.conn.transport.abort()  # abrupt: no close frame
+                self._subs.discard(sub)
+
+    def _expire_old_connections(self) -> None:
+        age = self.faults.max_connection_age_s
+        if not age:
+            return
+        now = time.monotonic()
+        for sub in list(self._subs):
+            if now - sub.opened > age:
+                self._subs.discard(sub)
+                sub.conn.transport.abort()
+
+
+def _merge_in_time(per_symbol: dict[str, TradeBatch]) -> list:
+    trades = [t for batch in per_symbol.values() for t in batch.trades()]
+    trades.sort(key=lambda t: t.trade_time_ms)
+    return trades
+
+
+def _json_response(status: int, obj, headers: dict[str, str] | None = None) -> Response:
+    return _response(status, json.dumps(obj).encode(), headers)
+
+
+def _response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    h = Headers()
+    h["Content-Type"] = "application/json"
+    h["Content-Length"] = str(len(body))
+    h["Connection"] = "close"
+    for k, v in (headers or {}).items():
+        h[k] = v
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "I'm a teapot" if status == 418 else "Error"
+    return Response(status, reason, h, body)

@@ -1,0 +1,161 @@
+"""Typed records shared by every layer: one aggregate trade, a columnar batch of them, bars."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+TIMEFRAMES_MS: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+
+
+@dataclass(frozen=True, slots=True)
+class AggTrade:
+    """One Binance aggregate trade (the payload of an ``aggTrade`` event or a REST row)."""
+
+    symbol: str
+    agg_id: int
+    price: float
+    qty: float
+    first_trade_id: int
+    last_trade_id: int
+    trade_time_ms: int
+    buyer_is_maker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TradeBatch:
+    """Aggregate trades of one symbol as parallel numpy columns (the unit every layer moves).
+
+    Rows are in arrival order; ``agg_id`` is unique within a batch only after dedup.
+    """
+
+    symbol: str
+    agg_id: np.ndarray  # int64
+    price: np.ndarray  # float64
+    qty: np.ndarray  # float64
+    first_trade_id: np.ndarray  # int64
+    last_trade_id: np.ndarray  # int64
+    trade_time_ms: np.ndarray  # int64
+    buyer_is_maker: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.agg_id)
+
+    def take(self, index: np.ndarray) -> TradeBatch:
+        """Rows selected by a boolean mask or an index array."""
+        return TradeBatch(
+            self.symbol,
+            *(getattr(self, f.name)[index] for f in fields(self) if f.name != "symbol"),
+        )
+
+    @classmethod
+    def from_trades(cls, symbol: str, trades: list[AggTrade]) -> TradeBatch:
+        return cls.from_columns(
+            symbol,
+            agg_id=[t.agg_id for t in trades],
+            price=[t.price for t in trades],
+            qty=[t.qty for t in trades],
+            first_trade_id=[t.first_trade_id for t in trades],
+            last_trade_id=[t.last_trade_id for t in trades],
+            trade_time_ms=[t.trade_time_ms for t in trades],
+            buyer_is_maker=[t.buyer_is_maker for t in trades],
+        )
+
+    @classmethod
+    def from_columns(cls, symbol: str, **columns) -> TradeBatch:
+        return cls(
+            symbol,
+            agg_id=np.asarray(columns["agg_id"], dtype=np.int64),
+            price=np.asarray(columns["price"], dtype=np.float64),
+            qty=np.asarray(columns["qty"], dtype=np.float64),
+            first_trade_id=np.asarray(columns["first_trade_id"], dtype=np.int64),
+            last_trade_id=np.asarray(columns["last_trade_id"], dtype=np.int64),
+            trade_time_ms=np.asarray(columns["trade_time_ms"], dtype=np.int64),
+            buyer_is_maker=np.asarray(columns["buyer_is_maker"], dtype=np.bool_),
+        )
+
+    @classmethod
+    def concat(cls, symbol: str, batches: list[TradeBatch]) -> TradeBatch:
+        if not batches:
+            return cls.from_trades(symbol, [])
+        return cls(
+            symbol,
+            *(
+                np.concatenate([getattr(b, f.name) for b in batches])
+                for f in fields(cls)
+                if f.name != "symbol"
+            ),
+        )
+
+    def trades(self) -> list[AggTrade]:
+        return [
+            AggTrade(self.symbol, int(a), float(p), float(q), int(f), int(last), int(t), bool(m))
+            for a, p, q, f, last, t, m in zip(
+                self.agg_id,
+                self.price,
+                self.qty,
+                self.first_trade_id,
+                self.last_trade_id,
+                self.trade_time_ms,
+                self.buyer_is_maker,
+                strict=True,
+            )
+        ]
+
+
+BAR_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Bars:
+    """OHLCV bars of one symbol and timeframe as read-only numpy columns, ordered by open time.
+
+    Column names follow the ``bars`` table contract; ``open_time`` is epoch ms UTC.
+    """
+
+    symbol: str
+    timeframe: str
+    open_time: np.ndarray  # int64, epoch ms
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    quote_volume: np.ndarray
+    trades: np.ndarray  # int64
+    taker_buy_volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.open_time)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in BAR_COLUMNS}
+
+    def slice(self, start: int, stop: int | None = None) -> Bars:
+        return Bars(
+            self.symbol,
+            self.timeframe,
+            *(getattr(self, name)[start:stop] for name in BAR_COLUMNS),
+        )
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.columns())
+
+    @classmethod
+    def empty(cls, symbol: str, timeframe: str) -> Bars:
+        f8 = np.empty(0, np.float64)
+        i8 = np.empty(0, np.int64)
+        return cls(symbol, timeframe, i8, f8, f8, f8, f8, f8, f8, i8, f8)

@@ -1,0 +1,294 @@
+"""The in-memory tick store: the one lock-guarded owner of ticks, live bars and id ledgers.
+
+Writers (the stream thread, the backfill thread) call ``ingest``; readers (dashboard, collector)
+get immutable snapshots and read-only arrays, never a half-applied batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.gaps import IdLedger
+from backend.records import BAR_COLUMNS, Bars, TradeBatch
+from backend.resampling import SecondBars
+
+# 30 bytes a tick: float64 price and qty; uint32 offsets of time, aggregate id and first trade id
+# from per-buffer bases; uint16 packing (l - f) in 15 bits and the buyer-maker flag in the top bit.
+TICK_DTYPE = np.dtype(
+    [("price", "<f8"), ("qty", "<f8"), ("dt", "<u4"), ("da", "<u4"), ("df", "<u4"), ("nm", "<u2")]
+)
+_SPAN_MASK = 0x7FFF  # (l - f) at or above this goes to the overflow table
+_MAKER_BIT = 0x8000
+_U32 = 2**32 - 1
+
+
+class TickBuffer:
+    """A ring of the most recent ``capacity`` ticks of one symbol, in arrival order, packed."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("tick capacity must be at least 1")
+        self.capacity = capacity
+        self._rows = np.zeros(0, TICK_DTYPE)  # grows to capacity, then wraps
+        self._next = 0  # write position once full
+        self._bases: tuple[int, int, int] | None = None  # time, agg id, first trade id
+        self._wide_spans: dict[int, int] = {}  # agg id -> (l - f), for spans >= _SPAN_MASK
+        self.total = 0  # ticks ever appended
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def append(self, batch: TradeBatch) -> None:
+        if len(batch) == 0:
+            return
+        if len(batch) > self.capacity:
+            batch = batch.take(slice(len(batch) - self.capacity, None))
+        packed = self._pack(batch)
+        n = len(packed)
+        if len(self._rows) < self.capacity:
+            room = self.capacity - len(self._rows)
+            self._rows = np.concatenate((self._rows, packed[:room]))
+            packed = packed[room:]
+            self._next = 0
+        for start in range(0, len(packed), self.capacity):
+            chunk = packed[start : start + self.capacity]
+            end = self._next + len(chunk)
+            if end <= self.capacity:
+                self._rows[self._next : end] = chunk
+            else:
+                split = self.capacity - self._next
+                self._rows[self._next :] = chunk[:split]
+                self._rows[: end - self.capacity] = chunk[split:]
+            self._next = end % self.capacity
+        self.total += n
+
+    def _pack(self, batch: TradeBatch) -> np.ndarray:
+        cols = (batch.trade_time_ms, batch.agg_id, batch.first_trade_id)
+        if self._bases is None:
+            self._bases = tuple(int(c.min()) for c in cols)
+        if not all(
+            int(c.min()) >= b and int(c.max()) - b <= _U32
+            for c, b in zip(cols, self._bases, strict=True)
+        ):
+            self._rebase(cols)
+        t_base, a_base, f_base = self._bases
+        out = np.empty(len(batch), TICK_DTYPE)
+        out["price"], out["qty"] = batch.price, batch.qty
+        out["dt"] = batch.trade_time_ms - t_base
+        out["da"] = batch.agg_id - a_base
+        out["df"] = batch.first_trade_id - f_base
+        span = batch.last_trade_id - batch.first_trade_id
+        wide = span >= _SPAN_MASK
+        for agg_id, s in zip(batch.agg_id[wide].tolist(), span[wide].tolist(), strict=True):
+            self._wide_spans[agg_id] = s
+        out["nm"] = np.minimum(span, _SPAN_MASK) | np.where(batch.buyer_is_maker, _MAKER_BIT, 0)
+        return out
+
+    def _rebase(self, cols: tuple[np.ndarray, ...]) -> None:
+        """New bases for a batch outside the uint32 window (weeks of run time, or older trades);
+        held rows are re-encoded. Rows that cannot be expressed are dropped, oldest first."""
+        held = self.read() if len(self._rows) else None
+        lows = [int(c.min()) for c in cols]
+        if held is not None:
+            held_cols = (held.trade_time_ms, held.agg_id, held.first_trade_id)
+            highs = [int(c.max()) for c in cols]
+            keep = np.ones(len(held), np.bool_)
+            for h, hi in zip(held_cols, highs, strict=True):
+                keep &= h >= hi - _U32
+            held = held.take(keep)
+            lows = [
+                min(lo, int(h[keep].min())) if keep.any() else lo
+                for lo, h in zip(lows, held_cols, strict=True)
+            ]
+        self._bases = tuple(lows)
+        self._rows, self._next, total = np.zeros(0, TICK_DTYPE), 0, self.total
+        if held is not None and len(held):
+            self.append(held)
+        self.total = total
+
+    def read(self, last: int | None = None) -> TradeBatch:
+        """The held ticks (or the ``last`` n) in arrival order, unpacked into fresh arrays."""
+        rows = self._rows
+        if len(rows) == self.capacity and self._next:
+            rows = np.concatenate((rows[self._next :], rows[: self._next]))
+        if last is not None:
+            rows = rows[max(0, len(rows) - last) :]
+        t_base, a_base, f_base = self._bases or (0, 0, 0)
+        agg_id = rows["da"].astype(np.int64) + a_base
+        first = rows["df"].astype(np.int64) + f_base
+        span = (rows["nm"] & _SPAN_MASK).astype(np.int64)
+        if self._wide_spans:
+            for i in np.flatnonzero(span == _SPAN_MASK).tolist():
+                span[i] = self._wide_spans.get(int(agg_id[i]), _SPAN_MASK)
+        return TradeBatch(
+            "",
+            agg_id=agg_id,
+            price=rows["price"].copy(),
+            qty=rows["qty"].copy(),
+            first_trade_id=first,
+            last_trade_id=first + span,
+            trade_time_ms=rows["dt"].astype(np.int64) + t_base,
+            buyer_is_maker=(rows["nm"] & _MAKER_BIT) != 0,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return self._rows.nbytes
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    new_gaps: list[tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSnapshot:
+    symbol: str
+    ticks: int  # trades accepted since start
+    last_price: float | None
+    last_trade_time_ms: int | None
+    first_price: float | None
+    max_agg_id: int | None
+    open_gaps: int
+    missing_ids: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSnapshot:
+    version: int
+    symbols: dict[str, SymbolSnapshot]
+
+    @property
+    def total_ticks(self) -> int:
+        return sum(s.ticks for s in self.symbols.values())
+
+
+class _SymbolState:
+    __slots__ = ("ticks", "bars", "ledger", "last_price", "last_time", "first_price", "dups")
+
+    def __init__(self, symbol: str, capacity: int) -> None:
+        self.ticks = TickBuffer(capacity)
+        self.bars = SecondBars(symbol)
+        self.ledger = IdLedger()
+        self.last_price: float | None = None
+        self.last_time: int | None = None
+        self.first_price: float | None = None
+        self.dups = 0
+
+
+class TickStore:
+    """Ticks, live 1s bars and id ledgers of the watched symbols behind one lock."""
+
+    def __init__(self, symbols: list[str], tick_capacity: int = 2_000_000) -> None:
+        self._lock = threading.Lock()
+        self._version = 0
+        self._state = {s: _SymbolState(s, tick_capacity) for s in symbols}
+        self._bars_cache: dict[tuple[str, str, int | None], tuple[int, Bars]] = {}
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._state)
+
+    def ingest(self, batch: TradeBatch) -> IngestResult:
+        """Admit the new trades of ``batch`` exactly once; duplicates are counted and dropped."""
+        with self._lock:
+            st = self._state[batch.symbol]
+            admission = st.ledger.admit(batch.agg_id)
+            if not admission.all_accepted:
+                batch = batch.take(admission.accepted)
+            st.dups += admission.duplicates
+            if len(batch):
+                st.ticks.append(batch)
+                st.bars.add(batch)
+                if st.first_price is None:
+                    st.first_price = float(batch.price[0])
+                if st.last_time is None or int(batch.agg_id[-1]) == st.ledger.max_id:
+                    st.last_price = float(batch.price[-1])
+                    st.last_time = int(batch.trade_time_ms[-1])
+                self._version += 1
+            return IngestResult(len(batch), admission.duplicates, admission.new_gaps)
+
+    def first_gap(self, symbol: str) -> tuple[int, int] | None:
+        with self._lock:
+            gaps = self._state[symbol].ledger.gaps
+            return gaps[0] if gaps else None
+
+    def gaps(self, symbol: str) -> list[tuple[int, int]]:
+        with self._lock:
+            return self._state[symbol].ledger.gaps
+
+    def max_agg_id(self, symbol: str) -> int | None:
+        with self._lock:
+            return self._state[symbol].ledger.max_id
+
+    def give_up(self, symbol: str, lo: int, hi: int) -> int:
+        """Close ids the exchange says do not exist; returns how many were closed."""
+        with self._lock:
+            closed = self._state[symbol].ledger.give_up(lo, hi)
+            self._version += 1
+            return closed
+
+    def snapshot(self) -> StoreSnapshot:
+        with self._lock:
+            return StoreSnapshot(
+                self._version,
+                {
+                    s: SymbolSnapshot(
+                        s,
+                        st.ticks.total,
+                        st.last_price,
+                        st.last_time,
+                        st.first_price,
+                        st.ledger.max_id,
+                        len(st.ledger.gaps),
+                        st.ledger.missing_ids(),
+                        st.dups,
+                    )
+                    for s, st in self._state.items()
+                },
+            )
+
+    def bars(self, symbol: str, timeframe: str, since_ms: int | None = None) -> Bars:
+        """Read-only bars, recomputed only when the store changed since the last call."""
+        key = (symbol, timeframe, since_ms)
+        with self._lock:
+            hit = self._bars_cache.get(key)
+            if hit is not None and hit[0] == self._version:
+                return hit[1]
+            bars = self._state[symbol].bars.bars(timeframe, since_ms)
+            for name in BAR_COLUMNS:
+                getattr(bars, name).setflags(write=False)
+            if since_ms is None:  # bounded cache: incremental reads are not kept
+                self._bars_cache[key] = (self._version, bars)
+            return bars
+
+    def ticks(self, symbol: str, last: int | None = None) -> TradeBatch:
+        with self._lock:
+            batch = self._state[symbol].ticks.read(last)
+        return dataclasses.replace(batch, symbol=symbol)
+
+    def take_dirty(self) -> dict[str, int]:
+        """Per symbol, the open time (ms) of the first 1s bar changed since the last call."""
+        with self._lock:
+            out = {}
+            for s, st in self._state.items():
+                since = st.bars.take_dirty()
+                if since is not None:
+                    out[s] = since
+            return out
+
+    def load_history(self, bars_1s: Bars) -> None:
+        with self._lock:
+            self._state[bars_1s.symbol].bars.load(bars_1s)
+            self._version += 1
+
+    def tick_bytes(self) -> int:
+        with self._lock:
+            return sum(st.ticks.nbytes for st in self._state.values())

@@ -1,0 +1,177 @@
+"""SQLite persistence of bars (WAL mode, parameterised SQL, idempotent upserts) and CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "market.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bars (
+    symbol TEXT NOT NULL,
+    timeframe TEXT NOT NULL CHECK (timeframe IN ('1s', '1m', '5m')),
+    open_time INTEGER NOT NULL,
+    open REAL, high REAL, low REAL, close REAL,
+    volume REAL, quote_volume REAL, trades INTEGER, taker_buy_volume REAL,
+    PRIMARY KEY (symbol, timeframe, open_time)
+) WITHOUT ROWID;
+"""
+
+_VALUE_COLUMNS = BAR_COLUMNS[1:]
+_UPSERT = (
+    f"INSERT INTO bars (symbol, timeframe, {', '.join(BAR_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(BAR_COLUMNS) + 2))}) "
+    "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _VALUE_COLUMNS)
+    # Only rows whose values change count as written: saving twice changes nothing.
+    + " WHERE "
+    + " OR ".join(f"bars.{c} IS NOT excluded.{c}" for c in _VALUE_COLUMNS)
+)
+
+
+class StorageError(RuntimeError):
+    """A database problem, worded for the user (locked, read-only, full, wrong schema)."""
+
+
+class BarStore:
+    """The ``bars`` table of one SQLite file. Thread-safe: one connection behind a lock."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, busy_timeout_s: float = 5.0) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(_explain(exc, self.path)) from exc
+
+    def _migrate(self) -> None:
+        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path} has schema version {version}; this program knows {SCHEMA_VERSION}"
+            )
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def upsert(self, bars_list: Iterable[Bars]) -> int:
+        """Insert or update bars in one transaction; returns the rows inserted or changed."""
+        rows = [row for bars in bars_list for row in _rows(bars)]
+        if not rows:
+            return 0
+        with self._lock:
+            try:
+                before = self._conn.total_changes
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(_UPSERT, rows)
+                self._conn.execute("COMMIT")
+                return self._conn.total_changes - before
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StorageError(_explain(exc, self.path)) from exc
+
+    def load(
+        self,
+        symbol: str,
+        timeframe: str,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> Bars:
+        """Stored bars of one symbol and timeframe, ascending by open time."""
+        if timeframe not in TIMEFRAMES_MS:
+            raise ValueError(f"unknown timeframe {timeframe!r}")
+        sql = (
+            f"SELECT {', '.join(BAR_COLUMNS)} FROM bars WHERE symbol = ? AND timeframe = ? "
+            "AND open_time >= ? AND open_time <= ? ORDER BY open_time"
+        )
+        args = (symbol, timeframe, since_ms or 0, until_ms if until_ms is not None else 2**62)
+        with self._lock:
+            try:
+                rows = self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(_explain(exc, self.path)) from exc
+        if not rows:
+            return Bars.empty(symbol, timeframe)
+        cols = list(zip(*rows, strict=True))
+        ints = {"open_time", "trades"}
+        arrays = [
+            np.array(col, dtype=np.int64 if name in ints else np.float64)
+            for name, col in zip(BAR_COLUMNS, cols, strict=True)
+        ]
+        return Bars(symbol, timeframe, *arrays)
+
+    def symbols(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT DISTINCT symbol FROM bars")]
+
+    def count(self, symbol: str | None = None, timeframe: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM bars WHERE (? IS NULL OR symbol = ?) AND (? IS NULL OR timeframe = ?)"
+        with self._lock:
+            return self._conn.execute(sql, (symbol, symbol, timeframe, timeframe)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _rows(bars: Bars):
+    cols = [getattr(bars, c).tolist() for c in BAR_COLUMNS]
+    for values in zip(*cols, strict=True):
+        yield (bars.symbol, bars.timeframe, *values)
+
+
+def _explain(exc: sqlite3.Error, path: str) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"database {path} is locked by another program; will retry ({text})"
+    if "readonly" in text or "read-only" in text:
+        return f"database {path} is read-only: choose a writable --db path ({text})"
+    if "full" in text:
+        return f"disk full while writing {path}; free space and retry ({text})"
+    if "unable to open" in text:
+        return f"cannot open database {path}: check the folder exists and is writable ({text})"
+    return f"database error on {path}: {text}"
+
+
+def iso_utc(open_time_ms: np.ndarray) -> list[str]:
+    return [
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+        for ms in open_time_ms.tolist()
+    ]
+
+
+def bars_to_csv(bars_list: Iterable[Bars]) -> bytes:
+    """CSV of bars: ``symbol,timeframe,`` the table's columns, and ``time`` (ISO-8601 UTC)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["symbol", "timeframe", *BAR_COLUMNS, "time"])
+    for bars in bars_list:
+        cols = [getattr(bars, c).tolist() for c in BAR_COLUMNS]
+        for values, iso in zip(zip(*cols, strict=True), iso_utc(bars.open_time), strict=True):
+            writer.writerow([bars.symbol, bars.timeframe, *map(_fmt, values), iso])
+    return buf.getvalue().encode()
+
+
+def _fmt(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)

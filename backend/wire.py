@@ -1,0 +1,252 @@
+"""Binance USD-M wire formats, sans-I/O: bytes in, typed trade batches and skip counts out.
+
+Combined-stream frame (what the client subscribes to, ``/stream?streams=btcusdt@aggTrade/...``)::
+
+    {"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1765788195443,"s":"BTCUSDT",
+     "a":2913385101,"p":"89806.80","q":"0.002","f":6871839215,"l":6871839216,
+     "T":1765788195441,"m":true}}
+
+Raw-stream frame (``/ws/btcusdt@aggTrade``): the ``data`` object alone.
+Subscription reply: ``{"result":null,"id":1}``.
+
+REST ``GET /fapi/v1/aggTrades`` body: a JSON array of
+``{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true}``.
+
+Fields: ``a`` aggregate trade id (consecutive per symbol), ``p``/``q`` price and quantity as
+decimal strings, ``f``/``l`` first/last individual trade id, ``T`` trade time (ms),
+``E`` event time (ms), ``m`` true when the buyer is the maker (the taker sold).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from backend.records import AggTrade, TradeBatch
+
+log = logging.getLogger(__name__)
+
+# Why each skipped frame was skipped; the health strip shows these counts.
+SKIP_BAD_JSON = "bad_json"
+SKIP_BAD_FIELDS = "bad_fields"
+SKIP_OTHER_EVENT = "other_event"
+SKIP_CONTROL = "control_reply"
+SKIP_UNKNOWN_SYMBOL = "unknown_symbol"
+SKIP_BAD_VALUE = "bad_value"
+
+
+class _AggTradeEvent(msgspec.Struct, tag_field="e", tag="aggTrade", gc=False):
+    E: int
+    s: str
+    a: int
+    p: str
+    q: str
+    f: int
+    l: int  # noqa: E741 - Binance's field name
+    T: int
+    m: bool
+
+
+class _Combined(msgspec.Struct, gc=False):
+    stream: str
+    data: _AggTradeEvent
+
+
+class _RestAggTrade(msgspec.Struct, gc=False):
+    a: int
+    p: str
+    q: str
+    f: int
+    l: int  # noqa: E741 - Binance's field name
+    T: int
+    m: bool
+
+
+_batch_decoder = msgspec.json.Decoder(list[_Combined])
+_combined_decoder = msgspec.json.Decoder(_Combined)
+_raw_decoder = msgspec.json.Decoder(_AggTradeEvent)
+_rest_decoder = msgspec.json.Decoder(list[_RestAggTrade])
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The result of decoding a run of frames."""
+
+    batches: dict[str, TradeBatch] = field(default_factory=dict)
+    skipped: Counter = field(default_factory=Counter)
+    last_event_time_ms: int | None = None
+    frames: int = 0
+
+
+class FrameDecoder:
+    """Turns text frames of the aggTrade stream into per-symbol ``TradeBatch`` es.
+
+    A whole run of frames is decoded in one msgspec call (the fast path); if any frame in
+    the run is not a valid combined aggTrade frame, the run is decoded frame by frame so
+    that only the bad frames are skipped, each counted by kind and logged once per kind.
+    """
+
+    def __init__(self, symbols: list[str] | None = None) -> None:
+        self._symbols = frozenset(symbols) if symbols else None
+        self._logged_kinds: set[str] = set()
+
+    def decode(self, frames: list[bytes]) -> Decoded:
+        out = Decoded(frames=len(frames))
+        if not frames:
+            return out
+        try:
+            events = [c.data for c in _batch_decoder.decode(b"[" + b",".join(frames) + b"]")]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            events = []
+            for frame in frames:
+                event, kind = _decode_one(frame)
+                if event is None:
+                    self._skip(out, kind, frame)
+                else:
+                    events.append(event)
+        if events:
+            out.last_event_time_ms = events[-1].E
+            self._to_batches(events, out)
+        return out
+
+    def _skip(self, out: Decoded, kind: str, frame: bytes, count: int = 1) -> None:
+        out.skipped[kind] += count
+        if kind not in self._logged_kinds and kind != SKIP_CONTROL:
+            self._logged_kinds.add(kind)
+            log.warning("skipping %s frame (logged once per kind): %.200r", kind, frame)
+
+    def _to_batches(self, events: list[_AggTradeEvent], out: Decoded) -> None:
+        symbols = [e.s for e in events]
+        if symbols.count(symbols[0]) == len(symbols):
+            groups = {symbols[0]: events}
+        else:
+            groups: dict[str, list[_AggTradeEvent]] = {}
+            for e in events:
+                groups.setdefault(e.s, []).append(e)
+        for symbol, group in groups.items():
+            if self._symbols is not None and symbol not in self._symbols:
+                self._skip(out, SKIP_UNKNOWN_SYMBOL, symbol.encode(), len(group))
+                continue
+            batch, bad = _validated(symbol, group)
+            if bad:
+                self._skip(out, SKIP_BAD_VALUE, f"{bad} row(s) of {symbol}".encode(), bad)
+            if len(batch):
+                out.batches[symbol] = batch
+
+
+def _decode_one(frame: bytes) -> tuple[_AggTradeEvent | None, str]:
+    try:
+        return _combined_decoder.decode(frame).data, ""
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    try:
+        return _raw_decoder.decode(frame), ""
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    try:
+        obj = msgspec.json.decode(frame)
+    except msgspec.DecodeError:
+        return None, SKIP_BAD_JSON
+    if isinstance(obj, dict):
+        if "result" in obj and "id" in obj:
+            return None, SKIP_CONTROL
+        data = obj.get("data", obj)
+        if isinstance(data, dict) and data.get("e") not in (None, "aggTrade"):
+            return None, SKIP_OTHER_EVENT
+    return None, SKIP_BAD_FIELDS
+
+
+def _validated(symbol: str, events: list) -> tuple[TradeBatch, int]:
+    """Columns of ``events``; rows with a non-positive or non-finite price or quantity, or
+    ``l < f``, are dropped and counted."""
+    try:
+        price = np.array([e.p for e in events], dtype=np.float64)
+        qty = np.array([e.q for e in events], dtype=np.float64)
+    except ValueError:  # a non-numeric decimal string somewhere: fall back row by row
+        price = np.array([_to_float(e.p) for e in events])
+        qty = np.array([_to_float(e.q) for e in events])
+    batch = TradeBatch(
+        symbol,
+        agg_id=np.array([e.a for e in events], dtype=np.int64),
+        price=price,
+        qty=qty,
+        first_trade_id=np.array([e.f for e in events], dtype=np.int64),
+        last_trade_id=np.array([e.l for e in events], dtype=np.int64),
+        trade_time_ms=np.array([e.T for e in events], dtype=np.int64),
+        buyer_is_maker=np.array([e.m for e in events], dtype=np.bool_),
+    )
+    ok = (
+        np.isfinite(price)
+        & (price > 0)
+        & np.isfinite(qty)
+        & (qty > 0)
+        & (batch.last_trade_id >= batch.first_trade_id)
+        & (batch.agg_id >= 0)
+        & (batch.trade_time_ms > 0)
+    )
+    if ok.all():
+        return batch, 0
+    return batch.take(ok), int((~ok).sum())
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+class RestFormatError(ValueError):
+    """A REST body that is not the documented aggTrades array."""
+
+
+def decode_rest_agg_trades(symbol: str, body: bytes) -> TradeBatch:
+    """Parse a ``GET /fapi/v1/aggTrades`` body; invalid rows are dropped as on the stream."""
+    try:
+        rows = _rest_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise RestFormatError(f"aggTrades body for {symbol} is not a trade array: {exc}") from exc
+    if not rows:
+        return TradeBatch.from_trades(symbol, [])
+    batch, _bad = _validated(symbol, rows)
+    return batch
+
+
+def encode_agg_trade(trade: AggTrade, event_time_ms: int) -> bytes:
+    """The ``data`` object of an aggTrade event, as Binance sends it."""
+    return (
+        f'{{"e":"aggTrade","E":{event_time_ms},"s":"{trade.symbol}","a":{trade.agg_id},'
+        f'"p":"{trade.price!r}","q":"{trade.qty!r}","f":{trade.first_trade_id},'
+        f'"l":{trade.last_trade_id},"T":{trade.trade_time_ms},'
+        f'"m":{"true" if trade.buyer_is_maker else "false"}}}'
+    ).encode()
+
+
+def encode_combined(stream: str, data: bytes) -> bytes:
+    return b'{"stream":"' + stream.encode() + b'","data":' + data + b"}"
+
+
+def encode_rest_agg_trades(trades: list[AggTrade]) -> bytes:
+    return msgspec.json.encode(
+        [
+            {
+                "a": t.agg_id,
+                "p": repr(t.price),
+                "q": repr(t.qty),
+                "f": t.first_trade_id,
+                "l": t.last_trade_id,
+                "T": t.trade_time_ms,
+                "m": t.buyer_is_maker,
+            }
+            for t in trades
+        ]
+    )
+
+
+def stream_name(symbol: str) -> str:
+    return f"{symbol.lower()}@aggTrade"

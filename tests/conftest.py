@@ -1,0 +1,137 @@
+"""Shared fixtures: the real recorded samples, a local exchange factory, and an independent
+pandas reference for bars (written from the kline definition, not from our code)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backend.exchange.server import FaultPlan, LocalExchange
+from backend.records import TradeBatch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PAIRDASH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SAMPLE_DEC = SHARED_DATA / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
+SAMPLE_NOV = SHARED_DATA / "um_futures_trades_BTCUSDT_ETHUSDT_2025-11-01T0950-0954Z.ndjson"
+SPOT_CSV = SHARED_DATA / "spot_BTCUSDT-aggTrades-2026-01-01_first5000.csv"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    # The samples ship beside the project for developers and CI; a missing one is an error.
+    assert SAMPLE_DEC.is_file(), f"recorded sample missing: {SAMPLE_DEC}"
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def dec_trades(shared_data) -> dict[str, TradeBatch]:
+    from backend.exchange.sources import load_ndjson
+
+    return load_ndjson(SAMPLE_DEC)
+
+
+@pytest.fixture
+def exchange_factory():
+    """Start local exchanges; every one is stopped at the end of the test."""
+    started: list[LocalExchange] = []
+
+    def make(faults: FaultPlan | None = None, **kwargs) -> LocalExchange:
+        ex = LocalExchange(faults=faults, **kwargs)
+        ex.start()
+        started.append(ex)
+        return ex
+
+    yield make
+    for ex in started:
+        ex.stop()
+
+
+def reference_bars(trades: TradeBatch, tf_ms: int) -> pd.DataFrame:
+    """Binance kline semantics, straight from the definition, with pandas."""
+    df = pd.DataFrame(
+        {
+            "a": trades.agg_id,
+            "p": trades.price,
+            "q": trades.qty,
+            "n": trades.last_trade_id - trades.first_trade_id + 1,
+            "t": trades.trade_time_ms,
+            "m": trades.buyer_is_maker,
+        }
+    ).sort_values("a")
+    df["open_time"] = df["t"] // tf_ms * tf_ms
+    df["pq"] = df["p"] * df["q"]
+    df["tb"] = np.where(df["m"], 0.0, df["q"])
+    g = df.groupby("open_time")
+    out = pd.DataFrame(
+        {
+            "open": g["p"].first(),
+            "high": g["p"].max(),
+            "low": g["p"].min(),
+            "close": g["p"].last(),
+            "volume": g["q"].sum(),
+            "quote_volume": g["pq"].sum(),
+            "trades": g["n"].sum(),
+            "taker_buy_volume": g["tb"].sum(),
+        }
+    )
+    full = range(int(out.index.min()), int(out.index.max()) + tf_ms, tf_ms)
+    out = out.reindex(full)
+    out["close"] = out["close"].ffill()
+    for col in ("open", "high", "low"):
+        out[col] = out[col].fillna(out["close"])
+    for col in ("volume", "quote_volume", "taker_buy_volume", "trades"):
+        out[col] = out[col].fillna(0)
+    out["trades"] = out["trades"].astype(np.int64)
+    out.index.name = "open_time"
+    return out.reset_index()
+
+
+def assert_bars_equal(actual: pd.DataFrame, expected: pd.DataFrame, label: str = "") -> None:
+    """Exact on times, prices and counts; sums to 1e-9 relative (summation order differs)."""
+    actual = actual.reset_index(drop=True)
+    expected = expected.reset_index(drop=True)
+    assert len(actual) == len(expected), f"{label}: {len(actual)} bars, expected {len(expected)}"
+    for col in ("open_time", "open", "high", "low", "close", "trades"):
+        np.testing.assert_array_equal(
+            actual[col].to_numpy(), expected[col].to_numpy(), f"{label} {col}"
+        )
+    for col in ("volume", "quote_volume", "taker_buy_volume"):
+        np.testing.assert_allclose(
+            actual[col].to_numpy(),
+            expected[col].to_numpy(),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=f"{label} {col}",
+        )
+
+
+def trades_batch(symbol: str, rows: list[tuple]) -> TradeBatch:
+    """Hand-written trades: (agg_id, price, qty, time_ms[, buyer_is_maker[, fills]])."""
+    cols = {
+        k: []
+        for k in (
+            "agg_id",
+            "price",
+            "qty",
+            "first_trade_id",
+            "last_trade_id",
+            "trade_time_ms",
+            "buyer_is_maker",
+        )
+    }
+    for row in rows:
+        a, p, q, t, *rest = row
+        m = rest[0] if rest else False
+        fills = rest[1] if len(rest) > 1 else 1
+        cols["agg_id"].append(a)
+        cols["price"].append(p)
+        cols["qty"].append(q)
+        cols["first_trade_id"].append(10 * a)
+        cols["last_trade_id"].append(10 * a + fills - 1)
+        cols["trade_time_ms"].append(t)
+        cols["buyer_is_maker"].append(m)
+    return TradeBatch.from_columns(symbol, **cols)

@@ -1,0 +1,131 @@
+"""The tick store: packed buffers, exactly-once ingest, immutable snapshots under concurrency."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from backend.records import TradeBatch
+from backend.state import TICK_DTYPE, TickBuffer, TickStore
+from tests.conftest import assert_bars_equal, reference_bars, trades_batch
+
+
+def batch_equal(a: TradeBatch, b: TradeBatch) -> None:
+    for name in (
+        "agg_id",
+        "price",
+        "qty",
+        "first_trade_id",
+        "last_trade_id",
+        "trade_time_ms",
+        "buyer_is_maker",
+    ):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
+
+
+def test_packed_tick_is_30_bytes_and_round_trips(dec_trades):
+    assert TICK_DTYPE.itemsize == 30
+    trades = dec_trades["BTCUSDT"]
+    buf = TickBuffer(capacity=len(trades))
+    buf.append(trades)
+    assert buf.nbytes == 30 * len(trades)
+    batch_equal(buf.read(), trades)
+
+
+def test_ring_keeps_the_newest_ticks_in_arrival_order():
+    rows = [(i, 100.0 + i, 1.0, 1_000 * i, i % 2 == 0) for i in range(1, 26)]
+    batch = trades_batch("X", rows)
+    buf = TickBuffer(capacity=10)
+    for start in range(0, 25, 7):
+        buf.append(batch.take(slice(start, start + 7)))
+    assert len(buf) == 10 and buf.total == 25
+    batch_equal(buf.read(), batch.take(slice(15, 25)))
+    batch_equal(buf.read(last=3), batch.take(slice(22, 25)))
+
+
+def test_wide_fill_spans_survive_packing():
+    batch = trades_batch("X", [(1, 1.0, 1.0, 1_000, True, 40_000), (2, 2.0, 1.0, 2_000)])
+    buf = TickBuffer(capacity=100)
+    buf.append(batch)
+    got = buf.read()
+    batch_equal(got, batch)
+    assert got.last_trade_id[0] - got.first_trade_id[0] == 39_999
+
+
+def test_values_below_the_base_rebase_without_loss():
+    buf = TickBuffer(capacity=100)
+    first = trades_batch("X", [(50, 5.0, 1.0, 50_000)])
+    older = trades_batch("X", [(40, 4.0, 1.0, 40_000)])  # a late trade older than the base
+    buf.append(first)
+    buf.append(older)
+    batch_equal(buf.read(), TradeBatch.concat("X", [first, older]))
+
+
+def test_values_beyond_the_uint32_window_keep_the_newest():
+    buf = TickBuffer(capacity=100)
+    old = trades_batch("X", [(1, 1.0, 1.0, 1_000)])
+    new = trades_batch("X", [(5_000_000_001, 3.0, 1.0, 6_000_000_000)])
+    buf.append(old)
+    buf.append(new)  # ~70 days later: the old tick cannot share the window and is dropped
+    batch_equal(buf.read(), new)
+    assert buf.total == 2
+
+
+def test_ingest_is_exactly_once_and_bars_follow(dec_trades):
+    trades = dec_trades["ETHUSDT"]
+    store = TickStore(["ETHUSDT"], tick_capacity=100_000)
+    idx = np.arange(len(trades))
+    first, second = idx[: len(idx) // 2], idx[len(idx) // 2 :]
+    r1 = store.ingest(trades.take(first[::2]))  # every other trade: many one-id gaps
+    assert r1.accepted == len(first[::2]) and len(r1.new_gaps) > 0
+    store.ingest(trades.take(first))  # the rest arrives (and duplicates are dropped)
+    store.ingest(trades.take(second))
+    store.ingest(trades.take(second[:100]))  # replayed again
+    snap = store.snapshot().symbols["ETHUSDT"]
+    assert snap.ticks == len(trades) and snap.open_gaps == 0
+    assert snap.duplicates == len(first[::2]) + 100
+    assert snap.last_price == trades.price[-1]
+    for tf, ms in (("1s", 1_000), ("1m", 60_000), ("5m", 300_000)):
+        assert_bars_equal(store.bars("ETHUSDT", tf).to_frame(), reference_bars(trades, ms), tf)
+
+
+def test_readers_never_see_torn_state_while_a_writer_ingests(dec_trades):
+    trades = dec_trades["ETHUSDT"]
+    store = TickStore(["ETHUSDT"])
+    chunks = np.array_split(np.arange(len(trades)), 300)
+    done = threading.Event()
+    errors: list[str] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            snap = store.snapshot().symbols["ETHUSDT"]
+            bars = store.bars("ETHUSDT", "1s")
+            ticks = store.ticks("ETHUSDT")
+            if snap.ticks and len(ticks) < 1:
+                errors.append("ticks missing")
+            # Each bar set must be internally consistent: trades in bars == ticks held then.
+            total = int(bars.trades.sum())
+            held = store.ticks("ETHUSDT")
+            if total > int((held.last_trade_id - held.first_trade_id + 1).sum()):
+                errors.append("bars ahead of ticks")
+            if len(bars) and bars.close.flags.writeable:
+                errors.append("snapshot arrays are writable")
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for chunk in chunks:
+        store.ingest(trades.take(chunk))
+    done.set()
+    for t in readers:
+        t.join(10)
+    assert not errors, errors[:3]
+    assert store.snapshot().symbols["ETHUSDT"].ticks == len(trades)
+
+
+def test_snapshot_arrays_are_read_only():
+    store = TickStore(["X"])
+    store.ingest(trades_batch("X", [(1, 1.0, 1.0, 1_000)]))
+    bars = store.bars("X", "1m")
+    with pytest.raises(ValueError):
+        bars.close[0] = 2.0

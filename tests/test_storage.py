@@ -1,0 +1,127 @@
+"""SQLite: schema, idempotent upserts, history, clear errors, CSV export."""
+
+import csv
+import io
+import sqlite3
+
+import numpy as np
+import pytest
+
+from backend.records import BAR_COLUMNS
+from backend.resampling import bars_from_trades
+from backend.storage import SCHEMA_VERSION, BarStore, StorageError, bars_to_csv
+from tests.conftest import trades_batch
+
+
+@pytest.fixture
+def db(tmp_path):
+    store = BarStore(tmp_path / "market.db")
+    yield store
+    store.close()
+
+
+def sample_bars(tf="1s"):
+    batch = trades_batch(
+        "BTCUSDT", [(1, 10.0, 1.0, 1_000), (2, 11.0, 2.0, 2_500, True), (3, 9.5, 0.5, 4_200)]
+    )
+    return bars_from_trades(batch, tf)
+
+
+def test_schema_matches_the_contract(db, tmp_path):
+    conn = sqlite3.connect(tmp_path / "market.db")
+    cols = [(r[1], r[2]) for r in conn.execute("PRAGMA table_info(bars)")]
+    assert cols == [
+        ("symbol", "TEXT"),
+        ("timeframe", "TEXT"),
+        ("open_time", "INTEGER"),
+        ("open", "REAL"),
+        ("high", "REAL"),
+        ("low", "REAL"),
+        ("close", "REAL"),
+        ("volume", "REAL"),
+        ("quote_volume", "REAL"),
+        ("trades", "INTEGER"),
+        ("taker_buy_volume", "REAL"),
+    ]
+    pk = [r[1] for r in sorted(conn.execute("PRAGMA table_info(bars)"), key=lambda r: r[5]) if r[5]]
+    assert pk == ["symbol", "timeframe", "open_time"]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_upsert_is_idempotent_and_updates_open_bars(db):
+    bars = sample_bars()
+    assert db.upsert([bars]) == len(bars) == 4
+    assert db.upsert([bars]) == 0  # saving twice changes nothing
+    # The last bar was open; it closes with one more trade and is updated in place.
+    closed = bars_from_trades(
+        trades_batch(
+            "BTCUSDT",
+            [
+                (1, 10.0, 1.0, 1_000),
+                (2, 11.0, 2.0, 2_500, True),
+                (3, 9.5, 0.5, 4_200),
+                (4, 9.7, 1.0, 4_900),
+            ],
+        ),
+        "1s",
+    )
+    assert db.upsert([closed]) == 1
+    loaded = db.load("BTCUSDT", "1s")
+    for name in BAR_COLUMNS:
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(closed, name), name)
+    assert db.count() == 4
+
+
+def test_history_filters_by_time_and_timeframe(db):
+    db.upsert([sample_bars("1s"), sample_bars("1m")])
+    assert len(db.load("BTCUSDT", "1m")) == 1
+    assert db.load("BTCUSDT", "1s", since_ms=2_000, until_ms=3_000).open_time.tolist() == [
+        2_000,
+        3_000,
+    ]
+    assert len(db.load("ETHUSDT", "1s")) == 0
+    with pytest.raises(ValueError):
+        db.load("BTCUSDT", "2h")
+
+
+def test_hostile_symbol_text_is_data_not_sql(db):
+    evil = "X'); DROP TABLE bars; --"
+    bars = sample_bars()
+    bars = type(bars)(evil, "1s", *(getattr(bars, n) for n in BAR_COLUMNS))
+    db.upsert([bars])
+    assert db.symbols() == [evil] and db.count() == 4
+
+
+def test_locked_database_gives_a_clear_error_and_keeps_nothing_half_written(tmp_path):
+    path = tmp_path / "locked.db"
+    db = BarStore(path, busy_timeout_s=0.2)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageError, match="locked"):
+            db.upsert([sample_bars()])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert db.upsert([sample_bars()]) == 4  # retry after the lock is released
+    db.close()
+
+
+def test_read_only_connection_is_explained(tmp_path):
+    path = tmp_path / "ro.db"
+    BarStore(path).close()
+    db = BarStore(path)
+    db._conn.execute("PRAGMA query_only = ON")  # a read-only database, whatever the user
+    with pytest.raises(StorageError, match="read-only"):
+        db.upsert([sample_bars()])
+    db.close()
+
+
+def test_csv_export_has_table_columns_and_iso_time():
+    text = bars_to_csv([sample_bars("1s")]).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == ["symbol", "timeframe", *BAR_COLUMNS, "time"]
+    assert rows[0]["time"] == "1970-01-01T00:00:01.000Z"
+    assert [float(r["close"]) for r in rows] == [10.0, 11.0, 11.0, 9.5]
+    assert rows[2]["trades"] == "0"
