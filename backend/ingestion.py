@@ -54,6 +54,7 @@ class HealthSnapshot:
     msgs_per_s: float
     messages: int
     reconnects: int
+    dead_links: int  # connections declared dead (silent past the ping timeout)
     gaps_found: int
     gaps_filled: int
     ids_backfilled: int
@@ -78,6 +79,7 @@ class FeedHealth:
         self._counts = dict.fromkeys(
             (
                 "reconnects",
+                "dead_links",
                 "gaps_found",
                 "gaps_filled",
                 "ids_backfilled",
@@ -257,12 +259,14 @@ class StreamClient(threading.Thread):
                 self._ws = self._connect()
                 self._health.set(state="connected", last_error=None)
                 self._read(self._ws, backoff)
-            except (OSError, websocket.WebSocketException, DeadConnection) as exc:
+            except Exception as exc:  # the feed thread must outlive any single failure
                 if self._stop_flag.is_set():
                     break
+                if not isinstance(exc, OSError | websocket.WebSocketException | DeadConnection):
+                    log.exception("stream %s: unexpected error", self.name)
                 delay = backoff.next()
                 self._health.set(state="reconnecting", last_error=f"{type(exc).__name__}: {exc}")
-                self._health.add(reconnects=1)
+                self._health.add(reconnects=1, dead_links=int(isinstance(exc, DeadConnection)))
                 log.warning("stream %s: %s; reconnecting in %.2fs", self.name, exc, delay)
                 self._stop_flag.wait(delay)
             finally:
@@ -279,15 +283,21 @@ class StreamClient(threading.Thread):
         return ws
 
     def _read(self, ws: websocket.WebSocket, backoff: Backoff) -> None:
+        frames: list[bytes] = []
+        try:
+            self._read_into(ws, backoff, frames)
+        finally:
+            # Whatever arrived before a drop is kept: a lost connection loses no received frame.
+            self._flush(frames)
+
+    def _read_into(self, ws: websocket.WebSocket, backoff: Backoff, frames: list[bytes]) -> None:
         cfg = self._cfg
         opened = last_rx = time.monotonic()
         ping_sent: float | None = None
-        frames: list[bytes] = []
         while not self._stop_flag.is_set():
             if not _readable(ws.sock, 0.0 if frames else _POLL_S):
                 if frames:
                     self._flush(frames)
-                    frames = []
                     continue
                 now = time.monotonic()
                 if now - opened > cfg.max_connection_age_s:
@@ -308,9 +318,7 @@ class StreamClient(threading.Thread):
                 backoff.reset()  # data flows: the next outage starts from the shortest delay
                 if len(frames) >= MAX_BATCH_FRAMES:
                     self._flush(frames)
-                    frames = []
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                self._flush(frames)
                 raise websocket.WebSocketConnectionClosedException("server closed the stream")
 
     def _rotate(self, old: websocket.WebSocket) -> websocket.WebSocket:
@@ -323,9 +331,11 @@ class StreamClient(threading.Thread):
         return fresh
 
     def _flush(self, frames: list[bytes]) -> None:
+        """Decode and store the frames read so far; empties ``frames``."""
         if not frames:
             return
         decoded = self._decoder.decode(frames)
+        frames.clear()
         latency = None
         if decoded.last_event_time_ms is not None:
             latency = time.time() * 1000 - decoded.last_event_time_ms

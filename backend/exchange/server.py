@@ -212,6 +212,7 @@ class LocalExchange:
             process_request=self._process_request,
             compression=None,
             ping_interval=self.ping_interval_s,
+            close_timeout=0.5,  # at shutdown, do not wait on clients that are already gone
             max_size=2**16,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
@@ -335,6 +336,7 @@ class LocalExchange:
             return
         if method == "SUBSCRIBE":
             sub.streams.update(params)
+            self._has_sub.set()
             result = None
         elif method == "UNSUBSCRIBE":
             sub.streams.difference_update(params)
@@ -397,7 +399,7 @@ class LocalExchange:
                 await self._deliver(_merge_in_time(fresh))
 
     async def _await_subscriber(self) -> None:
-        while not any(not s.silent for s in self._subs):
+        while not any(not s.silent and s.streams for s in self._subs):
             self._has_sub.clear()
             await self._has_sub.wait()
 
@@ -463,7 +465,10 @@ class LocalExchange:
         self._skip_left = self.faults.skip_on_drop
         for sub in list(self._subs):
             if not sub.silent:
-                sub.conn.transport.abort()  # abrupt: no close frame
+                # Abrupt for the client (no close frame), but what was sent is delivered first:
+                # an RST would discard it in the client's kernel buffer, unseen, so the client
+                # could not even know those trades existed.
+                sub.conn.transport.close()
                 self._subs.discard(sub)
 
     def _expire_old_connections(self) -> None:
@@ -474,7 +479,7 @@ class LocalExchange:
         for sub in list(self._subs):
             if now - sub.opened > age:
                 self._subs.discard(sub)
-                sub.conn.transport.abort()
+                sub.conn.transport.close()
 
 
 def _merge_in_time(per_symbol: dict[str, TradeBatch]) -> list:

@@ -1,0 +1,252 @@
+"""The live client against the local exchange: every trade exactly once through faults."""
+
+import os
+import random
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from backend.config import FeedConfig
+from backend.exchange.server import FaultPlan
+from backend.ingestion import Backoff, Ingestor
+from backend.records import TIMEFRAMES_MS
+from backend.state import TickStore
+from backend.storage import BarStore
+from tests.conftest import ROOT, assert_bars_equal, reference_bars
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+
+def feed_config(ex, **overrides) -> FeedConfig:
+    base = dict(
+        symbols=SYMBOLS,
+        ws_url=ex.ws_url,
+        rest_url=ex.rest_url,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.5,
+    )
+    base.update(overrides)
+    return FeedConfig(**base)
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    """Poll a condition with a hard deadline (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def run_to_completion(ex, cfg, timeout_s=60.0):
+    store = TickStore(cfg.symbols)
+    ingestor = Ingestor(store, cfg).start()
+    try:
+        wait_for(ex.done.is_set, timeout_s, "the replay to finish")
+        expected = {s: len(ex.published(s)) for s in cfg.symbols}
+        wait_for(
+            lambda: (
+                all(store.snapshot().symbols[s].ticks == n for s, n in expected.items())
+                and ingestor.settle(0.01)
+            ),
+            timeout_s,
+            "every published trade in the store",
+        )
+    finally:
+        ingestor.stop()
+    return store, ingestor.health.snapshot()
+
+
+def assert_store_matches_exchange(store, ex):
+    for symbol in store.symbols:
+        trades = ex.published(symbol)
+        for tf, tf_ms in TIMEFRAMES_MS.items():
+            assert_bars_equal(
+                store.bars(symbol, tf).to_frame(), reference_bars(trades, tf_ms), f"{symbol} {tf}"
+            )
+
+
+def test_collector_db_equals_reference_through_drops_duplicates_and_junk(
+    exchange_factory, dec_trades, tmp_path
+):
+    """The acceptance test: the real CLI collector, the real sample, faults on; the database
+    holds exactly the bars computed independently from the full trade list."""
+    faults = FaultPlan(drop_every=3_000, skip_on_drop=150, duplicate_every=250, malformed_every=400)
+    ex = exchange_factory(trades=dec_trades, speed=None, faults=faults)
+    db_path = tmp_path / "market.db"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend",
+            "collect",
+            "--symbols",
+            "BTCUSDT,ETHUSDT",
+            "--ws-url",
+            ex.ws_url,
+            "--rest-url",
+            ex.rest_url,
+            "--db",
+            str(db_path),
+            "--duration",
+            "8",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ex.done.is_set() and ex.stats["drops"] >= 5
+    db = BarStore(db_path)
+    try:
+        for symbol in SYMBOLS:
+            published = ex.published(symbol)
+            assert len(published) == len(dec_trades[symbol])
+            for tf, tf_ms in TIMEFRAMES_MS.items():
+                assert_bars_equal(
+                    db.load(symbol, tf).to_frame(),
+                    reference_bars(published, tf_ms),
+                    f"{symbol} {tf}",
+                )
+    finally:
+        db.close()
+    assert "gaps" in proc.stderr and "malformed" in proc.stderr
+
+
+def test_refused_connections_back_off_then_resume(exchange_factory, dec_trades):
+    ex = exchange_factory(trades=dec_trades, speed=None, faults=FaultPlan(refuse_connections=4))
+    store, health = run_to_completion(ex, feed_config(ex))
+    assert health.reconnects >= 4 and ex.stats["refused"] == 4
+    assert_store_matches_exchange(store, ex)
+
+
+def test_silent_server_is_detected_and_the_gap_filled(exchange_factory, dec_trades):
+    ex = exchange_factory(trades=dec_trades, speed=None, faults=FaultPlan(silence_after=5_000))
+    cfg = feed_config(ex, idle_ping_s=0.3, pong_timeout_s=0.3)
+    started = time.monotonic()
+    store, health = run_to_completion(ex, cfg)
+    assert health.dead_links >= 1 and health.reconnects >= 1
+    assert time.monotonic() - started < 30
+    assert_store_matches_exchange(store, ex)
+
+
+def test_rest_rate_limits_and_errors_are_honoured(exchange_factory, dec_trades):
+    faults = FaultPlan(
+        drop_every=4_000, skip_on_drop=300, rest_429=2, rest_418=1, rest_5xx=2, retry_after_s=1
+    )
+    ex = exchange_factory(trades=dec_trades, speed=None, faults=faults)
+    started = time.monotonic()
+    store, health = run_to_completion(ex, feed_config(ex))
+    assert faults.rest_429 == faults.rest_418 == faults.rest_5xx == 0  # all were served
+    assert time.monotonic() - started >= 3  # three Retry-After waits of 1 s each
+    assert health.ids_backfilled >= 300
+    assert_store_matches_exchange(store, ex)
+
+
+def test_connections_rotate_before_their_age_limit_without_loss(exchange_factory, dec_trades):
+    ex = exchange_factory(trades=dec_trades, speed=20.0)  # 20x real time: ~20 s of replay
+    cfg = feed_config(ex, max_connection_age_s=1.0)
+    store = TickStore(SYMBOLS)
+    ingestor = Ingestor(store, cfg).start()
+    try:
+        wait_for(lambda: ingestor.streams[0].connections >= 4, 30, "four rotations")
+    finally:
+        ingestor.stop()
+    rotations = ingestor.streams[0].connections
+    # Compare what the store holds with what the exchange published up to the store's last id.
+    for symbol in SYMBOLS:
+        snap = store.snapshot().symbols[symbol]
+        published = ex.published(symbol)
+        upto = published.take(published.agg_id <= snap.max_agg_id)
+        assert snap.ticks == len(upto) and snap.open_gaps == 0
+        for tf, tf_ms in TIMEFRAMES_MS.items():
+            assert_bars_equal(store.bars(symbol, tf).to_frame(), reference_bars(upto, tf_ms), tf)
+    assert rotations >= 4 and ingestor.health.snapshot().reconnects == 0
+
+
+def test_unfillable_gap_is_reported_not_hidden(exchange_factory, dec_trades):
+    faults = FaultPlan(drop_every=2_000, skip_on_drop=100, rest_down=True)
+    ex = exchange_factory(trades=dec_trades, speed=None, faults=faults)
+    store = TickStore(SYMBOLS)
+    ingestor = Ingestor(store, feed_config(ex)).start()
+    try:
+        wait_for(ex.done.is_set, 30, "the replay to finish")
+        wait_for(lambda: ingestor.health.snapshot().backfill_error is not None, 10, "an error")
+        snap = store.snapshot()
+        assert sum(s.missing_ids for s in snap.symbols.values()) > 0
+        assert "503" in ingestor.health.snapshot().backfill_error
+        # REST comes back: the open gaps fill, nothing was dropped meanwhile.
+        faults.rest_down = False
+        wait_for(lambda: ingestor.settle(0.01), 30, "the gaps to fill")
+    finally:
+        ingestor.stop()
+    assert_store_matches_exchange(store, ex)
+
+
+def test_backoff_is_capped_jittered_and_resets():
+    b = Backoff(0.5, 8.0, random.Random(1))
+    delays = [b.next() for _ in range(10)]
+    caps = [min(8.0, 0.5 * 2**i) for i in range(10)]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, caps, strict=True))
+    assert max(delays) <= 8.0 and len(set(np.round(delays, 6))) == 10
+    b.reset()
+    assert b.next() <= 0.5
+
+
+def test_collect_rejects_bad_arguments_in_one_line(exchange_factory, dec_trades, tmp_path):
+    ex = exchange_factory(trades=dec_trades)
+    cases = [
+        (["--symbols", "BTC-USDT"], "invalid symbol"),
+        (["--symbols", "BTCUSDT,NOPEUSDT"], "unknown symbol(s) NOPEUSDT"),
+        (["--duration", "-3"], "must be >= 0"),
+        (["--ws-url", "http://x"], "--ws-url must start with"),
+    ]
+    for extra, message in cases:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "backend",
+                "collect",
+                "--ws-url",
+                ex.ws_url,
+                "--rest-url",
+                ex.rest_url,
+                "--db",
+                str(tmp_path / "x.db"),
+                "--duration",
+                "1",
+                *extra,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 2, (extra, proc.stderr)
+        lines = [line for line in proc.stderr.splitlines() if "error" in line]
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("source", ["simulate", "replay"])
+def test_serve_prints_its_port(source):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend", "serve", "--source", source, "--duration", "5"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("LOCAL_EXCHANGE_PORT=")
+        assert int(line.split("=")[1]) > 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
