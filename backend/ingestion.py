@@ -291,17 +291,24 @@ class StreamClient(threading.Thread):
             self._flush(frames)
 
     def _read_into(self, ws: websocket.WebSocket, backoff: Backoff, frames: list[bytes]) -> None:
+        # The hot loop: per frame only a poll, one recv and an append; the rest runs per batch.
         cfg = self._cfg
         opened = last_rx = time.monotonic()
         ping_sent: float | None = None
+        ready = _Readiness(ws.sock)
+        recv, text = ws.recv_data, websocket.ABNF.OPCODE_TEXT
         while not self._stop_flag.is_set():
-            if not _readable(ws.sock, 0.0 if frames else _POLL_S):
-                if frames:
+            if frames:
+                if not ready(0):
                     self._flush(frames)
+                    last_rx, ping_sent = time.monotonic(), None
                     continue
+            elif not ready(_POLL_S):
                 now = time.monotonic()
                 if now - opened > cfg.max_connection_age_s:
                     ws = self._rotate(ws)
+                    ready = _Readiness(ws.sock)
+                    recv = ws.recv_data
                     opened = last_rx = now
                     ping_sent = None
                 elif ping_sent is None and now - last_rx > cfg.idle_ping_s:
@@ -310,16 +317,17 @@ class StreamClient(threading.Thread):
                 elif ping_sent is not None and now - ping_sent > cfg.pong_timeout_s:
                     raise DeadConnection(f"no frame for {now - last_rx:.1f}s, ping unanswered")
                 continue
-            opcode, data = ws.recv_data(control_frame=True)
-            last_rx = time.monotonic()
-            ping_sent = None
-            if opcode == websocket.ABNF.OPCODE_TEXT:
+            opcode, data = recv(True)
+            if opcode == text:
                 frames.append(data)
-                backoff.reset()  # data flows: the next outage starts from the shortest delay
                 if len(frames) >= MAX_BATCH_FRAMES:
                     self._flush(frames)
+                if backoff.attempt:  # data flows: the next outage starts from the shortest delay
+                    backoff.reset()
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise websocket.WebSocketConnectionClosedException("server closed the stream")
+            else:  # ping or pong: the link is alive
+                last_rx, ping_sent = time.monotonic(), None
 
     def _rotate(self, old: websocket.WebSocket) -> websocket.WebSocket:
         """Open the next connection before closing the old one; the backfiller covers the
@@ -359,13 +367,21 @@ class StreamClient(threading.Thread):
                 ws.shutdown()
 
 
-def _readable(sock, timeout_s: float) -> bool:
-    if sock is None:
-        raise websocket.WebSocketConnectionClosedException("socket is closed")
-    pending = getattr(sock, "pending", None)  # TLS may hold decrypted bytes select cannot see
-    if pending is not None and pending() > 0:
-        return True
-    return bool(select.select([sock], [], [], timeout_s)[0])
+class _Readiness:
+    """``ready(timeout_s)``: can a frame be read without blocking? TLS may hold decrypted bytes
+    that poll cannot see, so those are checked first."""
+
+    def __init__(self, sock) -> None:
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("socket is closed")
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        self._pending = getattr(sock, "pending", None)
+
+    def __call__(self, timeout_s: float) -> bool:
+        if self._pending is not None and self._pending() > 0:
+            return True
+        return bool(self._poll.poll(timeout_s * 1000))
 
 
 class Ingestor:

@@ -33,14 +33,19 @@ class TickBuffer:
         if capacity < 1:
             raise ValueError("tick capacity must be at least 1")
         self.capacity = capacity
-        self._rows = np.zeros(0, TICK_DTYPE)  # grows to capacity, then wraps
+        self._buf = np.zeros(min(capacity, 4096), TICK_DTYPE)  # doubles up to capacity
+        self._len = 0  # rows held; once it reaches capacity the ring wraps
         self._next = 0  # write position once full
         self._bases: tuple[int, int, int] | None = None  # time, agg id, first trade id
         self._wide_spans: dict[int, int] = {}  # agg id -> (l - f), for spans >= _SPAN_MASK
         self.total = 0  # ticks ever appended
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._len
+
+    @property
+    def _rows(self) -> np.ndarray:
+        return self._buf[: self._len]
 
     def append(self, batch: TradeBatch) -> None:
         if len(batch) == 0:
@@ -49,20 +54,26 @@ class TickBuffer:
             batch = batch.take(slice(len(batch) - self.capacity, None))
         packed = self._pack(batch)
         n = len(packed)
-        if len(self._rows) < self.capacity:
-            room = self.capacity - len(self._rows)
-            self._rows = np.concatenate((self._rows, packed[:room]))
-            packed = packed[room:]
+        if self._len < self.capacity:
+            take = min(self.capacity - self._len, n)
+            if self._len + take > len(self._buf):
+                grown = np.zeros(
+                    min(self.capacity, max(2 * len(self._buf), self._len + take)), TICK_DTYPE
+                )
+                grown[: self._len] = self._buf[: self._len]
+                self._buf = grown
+            self._buf[self._len : self._len + take] = packed[:take]
+            self._len += take
+            packed = packed[take:]
             self._next = 0
-        for start in range(0, len(packed), self.capacity):
-            chunk = packed[start : start + self.capacity]
-            end = self._next + len(chunk)
+        if len(packed):  # full: overwrite the oldest rows
+            end = self._next + len(packed)
             if end <= self.capacity:
-                self._rows[self._next : end] = chunk
+                self._buf[self._next : end] = packed
             else:
                 split = self.capacity - self._next
-                self._rows[self._next :] = chunk[:split]
-                self._rows[: end - self.capacity] = chunk[split:]
+                self._buf[self._next :] = packed[:split]
+                self._buf[: end - self.capacity] = packed[split:]
             self._next = end % self.capacity
         self.total += n
 
@@ -105,7 +116,7 @@ class TickBuffer:
                 for lo, h in zip(lows, held_cols, strict=True)
             ]
         self._bases = tuple(lows)
-        self._rows, self._next, total = np.zeros(0, TICK_DTYPE), 0, self.total
+        self._len, self._next, total = 0, 0, self.total
         if held is not None and len(held):
             self.append(held)
         self.total = total
@@ -137,7 +148,8 @@ class TickBuffer:
 
     @property
     def nbytes(self) -> int:
-        return self._rows.nbytes
+        """Bytes allocated for ticks (up to twice the held rows while growing)."""
+        return self._buf.nbytes
 
 
 @dataclass(frozen=True, slots=True)

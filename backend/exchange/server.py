@@ -410,6 +410,7 @@ class LocalExchange:
         self._expire_old_connections()
         frames: dict[bool, list[bytes]] = {True: [], False: []}
         targets: list[tuple[str, int]] = []  # (stream, index into frames)
+        raw_wanted = any(not s.combined for s in self._subs)
         for trade in trades:
             if self._skip_left > 0:
                 self._skip_left -= 1
@@ -419,7 +420,7 @@ class LocalExchange:
             copies = 2 if f.duplicate_every and (self._sent + 1) % f.duplicate_every == 0 else 1
             for _ in range(copies):
                 frames[True].append(_text_frame(encode_combined(stream, data)))
-                frames[False].append(_text_frame(data))
+                frames[False].append(_text_frame(data) if raw_wanted else b"")
                 targets.append((stream, len(frames[True]) - 1))
             self._sent += 1
             if f.malformed_every and self._sent % f.malformed_every == 0:
