@@ -221,8 +221,22 @@ def bars_from_trades(batch: TradeBatch, timeframe: str) -> Bars:
 
 def align(a: Bars, b: Bars) -> tuple[Bars, Bars]:
     """The bars of two symbols restricted to the open times both have, in time order."""
+    step = TIMEFRAMES_MS.get(a.timeframe)
+    if step and a.timeframe == b.timeframe and _regular(a, step) and _regular(b, step):
+        # Live bars are dense (flat bars filled): the overlap is a slice of each, no search.
+        lo = max(int(a.open_time[0]), int(b.open_time[0]))
+        hi = min(int(a.open_time[-1]), int(b.open_time[-1]))
+        if hi < lo:
+            return a.slice(0, 0), b.slice(0, 0)
+        ia, ib = (lo - int(a.open_time[0])) // step, (lo - int(b.open_time[0])) // step
+        n = (hi - lo) // step + 1
+        return a.slice(ia, ia + n), b.slice(ib, ib + n)
     _, ia, ib = np.intersect1d(a.open_time, b.open_time, assume_unique=True, return_indices=True)
     return _take(a, ia), _take(b, ib)
+
+
+def _regular(bars: Bars, step: int) -> bool:
+    return len(bars) > 0 and bool((np.diff(bars.open_time) == step).all())
 
 
 def _take(bars: Bars, index: np.ndarray) -> Bars:

@@ -137,3 +137,16 @@ def test_align_keeps_common_open_times():
     xa, xb = align(a, b)
     assert xa.open_time.tolist() == xb.open_time.tolist() == [3_000, 4_000, 5_000]
     assert xb.close.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_align_of_irregular_bars_uses_the_common_times():
+    from backend.records import Bars
+
+    def bars(times):
+        t = np.array(times, np.int64)
+        f = np.arange(len(t), dtype=float) + 1
+        return Bars("S", "1s", t, f, f, f, f, f, f, np.ones(len(t), np.int64), f)
+
+    a, b = bars([0, 500, 2_000, 3_000]), bars([0, 1_000, 2_000, 3_000])
+    xa, xb = align(a, b)
+    assert xa.open_time.tolist() == [0, 2_000, 3_000] and xb.close.tolist() == [1.0, 3.0, 4.0]

@@ -1,0 +1,487 @@
+"""Pair analytics as pure functions: arrays or Series in, arrays, floats or frames out.
+
+Conventions, for every function here:
+
+* Inputs are 1-D and of equal length (aligned bars); a length mismatch is a ``ValueError``.
+* Rolling outputs have the input's length, use a *trailing* window that includes the current
+  point, and are NaN until the window is full and wherever the window holds a NaN.
+* Standard deviations are sample standard deviations (``ddof = 1``).
+* Statistics that cannot be computed (too few points, a constant series) are NaN, not errors.
+* Nothing here does I/O or knows about Streamlit.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+HEDGE_METHODS = ("ols", "huber", "theil-sen")
+MIN_REGRESSION_POINTS = 3
+MIN_ADF_POINTS = 20
+
+
+# --- input handling ----------------------------------------------------------------------------
+
+
+def _as_array(a, name: str = "input") -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def _pair(y, x) -> tuple[np.ndarray, np.ndarray]:
+    y, x = _as_array(y, "y"), _as_array(x, "x")
+    if len(y) != len(x):
+        raise ValueError(f"y and x are misaligned: {len(y)} vs {len(x)} points")
+    return y, x
+
+
+def _window(window: int, minimum: int = 2) -> int:
+    if int(window) != window or window < minimum:
+        raise ValueError(f"window must be an integer >= {minimum}, got {window!r}")
+    return int(window)
+
+
+def _finite_pairs(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(y) & np.isfinite(x)
+    return y[ok], x[ok]
+
+
+def _wrap(like, values: np.ndarray):
+    """Return a Series with the input's index when the input was a Series."""
+    if isinstance(like, pd.Series):
+        return pd.Series(values, index=like.index, name=like.name)
+    return values
+
+
+# --- regression --------------------------------------------------------------------------------
+
+
+def hedge_ratio(y, x, method: str = "ols") -> tuple[float, float]:
+    """``(beta, alpha)`` for ``y = alpha + beta * x + e``.
+
+    Methods: ``"ols"`` (closed form: ``beta = cov(x, y) / var(x)``), ``"huber"`` (statsmodels
+    RLM with Huber's T norm: robust to outlier bars), ``"theil-sen"`` (median of pairwise slopes,
+    scipy; O(n^2) memory, so keep the window to a few thousand points). Pairs with a NaN are
+    dropped; fewer than 3 points left, or a constant ``x``, gives ``(nan, nan)``.
+    """
+    if method not in HEDGE_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(HEDGE_METHODS)}")
+    y, x = _finite_pairs(*_pair(y, x))
+    if len(y) < MIN_REGRESSION_POINTS or np.ptp(x) == 0:
+        return math.nan, math.nan
+    if method == "ols":
+        xm, ym = x.mean(), y.mean()
+        dx = x - xm
+        beta = float(dx @ (y - ym) / (dx @ dx))
+        return beta, float(ym - beta * xm)
+    if method == "huber":
+        import statsmodels.api as sm
+
+        fit = sm.RLM(y, sm.add_constant(x, has_constant="add"), M=sm.robust.norms.HuberT()).fit()
+        alpha, beta = fit.params
+        return float(beta), float(alpha)
+    from scipy.stats import theilslopes
+
+    slope, intercept, _, _ = theilslopes(y, x)
+    return float(slope), float(intercept)
+
+
+def spread(y, x, beta, alpha=0.0):
+    """``y - (alpha + beta * x)``; ``beta`` and ``alpha`` are scalars or per-bar arrays."""
+    ya, xa = _pair(y, x)
+    return _wrap(y, ya - (np.asarray(alpha, dtype=np.float64) + np.asarray(beta) * xa))
+
+
+# --- rolling moments (centred cumulative sums: O(n), stable for price-sized inputs) -----------
+
+
+def _rolling_sums(arrays: list[np.ndarray], products: list[tuple[int, int]], window: int):
+    """Trailing-window means of each array and co-moments of the given index pairs.
+
+    Values are centred on their overall mean first so that the running sums stay small; a
+    window that holds a NaN yields NaN.
+    """
+    n = len(arrays[0])
+    bad = np.zeros(n, np.bool_)
+    centred = []
+    for a in arrays:
+        finite = np.isfinite(a)
+        bad |= ~finite
+        c = a - (a[finite].mean() if finite.any() else 0.0)
+        centred.append(np.where(finite, c, 0.0))
+
+    def trailing_sum(v: np.ndarray) -> np.ndarray:
+        cs = np.concatenate(([0.0], np.cumsum(v)))
+        out = np.full(n, np.nan)
+        if n >= window:
+            out[window - 1 :] = cs[window:] - cs[:-window]
+        return out
+
+    # Commonly nothing is NaN and only the warm-up is invalid.
+    warm = np.arange(n) >= window - 1
+    valid = trailing_sum(bad.astype(np.float64)) == 0 if bad.any() else warm
+    means = [np.where(valid, trailing_sum(c) / window, np.nan) for c in centred]
+    co = []
+    for i, j in products:
+        s = trailing_sum(centred[i] * centred[j])
+        # Sample co-moment: (sum(ab) - w * mean_a * mean_b) / (w - 1).
+        co.append(np.where(valid, (s - window * means[i] * means[j]) / (window - 1), np.nan))
+    return means, co
+
+
+def rolling_mean_std(s, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing mean and sample std over ``window`` points (NaN until full)."""
+    a = _as_array(s)
+    window = _window(window)
+    finite = np.isfinite(a)
+    offset = a[finite].mean() if finite.any() else 0.0
+    (mean,), (var,) = _rolling_sums([a], [(0, 0)], window)
+    return mean + offset, np.sqrt(np.maximum(var, 0.0))
+
+
+def zscore(s, window: int):
+    """``(s - trailing mean) / trailing sample std`` over the last ``window`` points including the
+    current one; NaN until the window is full, where it holds a NaN, or where the std is 0."""
+    a = _as_array(s)
+    mean, std = rolling_mean_std(a, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(std > _tiny(a), (a - mean) / std, np.nan)
+    return _wrap(s, z)
+
+
+def _tiny(a: np.ndarray) -> float:
+    """Below this a std is rounding noise of the centred sums (about sqrt(eps) of the series'
+    scale), i.e. the window is constant."""
+    finite = a[np.isfinite(a)]
+    scale = float(np.max(np.abs(finite))) if len(finite) else 0.0
+    return 1e-7 * max(scale, 1e-300)
+
+
+def rolling_corr(a, b, window: int):
+    """Trailing Pearson correlation of ``a`` and ``b`` over ``window`` points; NaN until full
+    and where either side is constant. Pass returns, not price levels."""
+    av, bv = _pair(a, b)
+    window = _window(window)
+    _, (vaa, vbb, vab) = _rolling_sums([av, bv], [(0, 0), (1, 1), (0, 1)], window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (vaa > _tiny(av) ** 2) & (vbb > _tiny(bv) ** 2)
+        r = np.where(ok, vab / np.sqrt(vaa * vbb), np.nan)
+    return _wrap(a, np.clip(r, -1.0, 1.0))
+
+
+def rolling_hedge_ratio(y, x, window: int):
+    """Trailing OLS ``(beta, alpha)`` per bar over ``window`` points, in closed form:
+    ``beta = cov_w(x, y) / var_w(x)``, ``alpha = mean_w(y) - beta * mean_w(x)``."""
+    ya, xa = _pair(y, x)
+    window = _window(window, MIN_REGRESSION_POINTS)
+    offsets = [v[np.isfinite(v)].mean() if np.isfinite(v).any() else 0.0 for v in (ya, xa)]
+    (my, mx), (vxx, vxy) = _rolling_sums([ya, xa], [(1, 1), (1, 0)], window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = np.where(vxx > _tiny(xa) ** 2, vxy / vxx, np.nan)
+    alpha = (my + offsets[0]) - beta * (mx + offsets[1])
+    return _wrap(y, beta), _wrap(y, alpha)
+
+
+def kalman_hedge(y, x, delta: float = 1e-4, obs_var: float = 1e-3):
+    """Time-varying ``(beta_t, alpha_t)`` from a Kalman filter on ``y_t = alpha_t + beta_t x_t + v``.
+
+    State ``[beta, alpha]`` follows a random walk with covariance ``delta / (1 - delta) * I``
+    (``delta`` small: a slowly moving hedge; larger: a faster one); ``v ~ N(0, obs_var)`` (set
+    it near the spread's variance in the units of ``y``). The state starts at the OLS fit of the
+    first 20 points with a wide covariance. Outputs are filtered: ``beta_t`` has seen bar ``t``;
+    use ``beta_{t-1}`` for an out-of-sample spread. NaN bars leave the state unchanged.
+    """
+    ya, xa = _pair(y, x)
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    if obs_var <= 0:
+        raise ValueError(f"obs_var must be > 0, got {obs_var}")
+    n = len(ya)
+    betas, alphas = np.full(n, np.nan), np.full(n, np.nan)
+    head_y, head_x = _finite_pairs(ya[:20], xa[:20])
+    b, a = hedge_ratio(head_y, head_x) if len(head_y) >= MIN_REGRESSION_POINTS else (0.0, 0.0)
+    if not math.isfinite(b):
+        b, a = 0.0, float(head_y.mean()) if len(head_y) else 0.0
+    q = delta / (1 - delta)
+    p00, p01, p11 = 1.0, 0.0, 1.0
+    for t, (yt, xt) in enumerate(zip(ya.tolist(), xa.tolist(), strict=True)):
+        r00, r01, r11 = p00 + q, p01, p11 + q
+        if yt == yt and xt == xt:  # not NaN
+            h0 = xt * r00 + r01  # (H R)_0
+            h1 = xt * r01 + r11  # (H R)_1
+            qv = xt * h0 + h1 + obs_var
+            k0, k1 = h0 / qv, h1 / qv
+            err = yt - (b * xt + a)
+            b += k0 * err
+            a += k1 * err
+            r00, r01, r11 = r00 - k0 * h0, r01 - k0 * h1, r11 - k1 * h1
+        p00, p01, p11 = r00, r01, r11
+        betas[t], alphas[t] = b, a
+    return _wrap(y, betas), _wrap(y, alphas)
+
+
+# --- stationarity ------------------------------------------------------------------------------
+
+
+def _clean_series(s) -> np.ndarray | None:
+    """Leading/trailing NaNs stripped (rolling outputs have them); None if NaNs remain inside,
+    the series is too short, or it is constant."""
+    a = _as_array(s)
+    finite = np.flatnonzero(np.isfinite(a))
+    if len(finite) == 0:
+        return None
+    a = a[finite[0] : finite[-1] + 1]
+    if not np.isfinite(a).all() or len(a) < MIN_ADF_POINTS or np.ptp(a) == 0:
+        return None
+    return a
+
+
+def adf_pvalue(s) -> float:
+    """p-value of the augmented Dickey-Fuller test, statsmodels
+    ``adfuller(s, regression="c", autolag="AIC")``. H0: a unit root (not mean-reverting); small
+    is evidence of stationarity. NaN when shorter than 20 points, constant, or NaN inside."""
+    a = _clean_series(s)
+    if a is None:
+        return math.nan
+    from statsmodels.tsa.stattools import adfuller
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(adfuller(a, regression="c", autolag="AIC", result_object=False)[1])
+    except (ValueError, np.linalg.LinAlgError):
+        return math.nan
+
+
+def engle_granger_pvalue(y, x) -> float:
+    """p-value of the Engle-Granger cointegration test (statsmodels ``coint``, constant term);
+    NaN when it cannot be computed."""
+    ya, xa = _finite_pairs(*_pair(y, x))
+    if len(ya) < MIN_ADF_POINTS or np.ptp(ya) == 0 or np.ptp(xa) == 0:
+        return math.nan
+    from statsmodels.tsa.stattools import coint
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(coint(ya, xa, trend="c", autolag="aic")[1])
+    except (ValueError, np.linalg.LinAlgError):
+        return math.nan
+
+
+def half_life(s) -> float:
+    """Mean-reversion half-life in bars from the AR(1) fit ``ds_t = a + b s_{t-1} + e``:
+    ``-ln 2 / ln(1 + b)``. ``inf`` when ``b >= 0`` (no mean reversion); NaN when too short."""
+    a = _clean_series(s)
+    if a is None:
+        return math.nan
+    b, _ = hedge_ratio(np.diff(a), a[:-1])
+    if not math.isfinite(b):
+        return math.nan
+    if b >= 0:
+        return math.inf
+    if b <= -1:
+        return 0.0  # reverts fully within one bar
+    return -math.log(2) / math.log1p(b)
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    index: int  # bar index where |z| crossed above the threshold
+    time: object  # the bar's time when given (else the index)
+    value: float  # z at that bar
+    direction: str  # "above" (z > +threshold) or "below" (z < -threshold)
+
+
+def zscore_alerts(z, threshold: float, times=None) -> list[AlertEvent]:
+    """Edge-triggered alerts: one event when ``|z|`` rises above ``threshold`` (from at or below
+    it, or from NaN), none while it stays above; a jump straight from one side to the other is a
+    new excursion. ``times`` (same length) labels the events."""
+    za = _as_array(z, "z")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold!r}")
+    if times is not None and len(times) != len(za):
+        raise ValueError("times and z are misaligned")
+    side = np.where(za > threshold, 1, np.where(za < -threshold, -1, 0))  # NaN -> 0
+    prev = np.concatenate(([0], side[:-1]))
+    starts = np.flatnonzero((side != 0) & (side != prev)).tolist()
+    return [
+        AlertEvent(
+            i, i if times is None else times[i], float(za[i]), "above" if side[i] > 0 else "below"
+        )
+        for i in starts
+    ]
+
+
+# --- backtest ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    position: np.ndarray  # held during each bar: +1 long spread, -1 short, 0 flat
+    pnl: np.ndarray  # per-bar return net of costs (fraction of gross notional)
+    equity: np.ndarray  # cumulative sum of pnl
+    trades: pd.DataFrame  # entry, exit, direction, gross and net return per round trip
+    summary: dict[str, float]
+
+
+def backtest(
+    y,
+    x,
+    z,
+    beta,
+    entry: float = 2.0,
+    exit: float = 0.0,
+    cost_bps: float = 1.0,
+    log_prices: bool = True,
+    bars_per_year: float = 365 * 24 * 60,
+) -> BacktestResult:
+    """A mean-reversion backtest of the spread ``y - beta x``, long and short.
+
+    Signals at the close of bar ``t``: flat and ``z < -entry`` -> long the spread; flat and
+    ``z > entry`` -> short; long and ``z >= -exit`` or short and ``z <= exit`` -> flat. The
+    position is taken at bar ``t``'s close and earns from bar ``t + 1`` (no look-ahead); the
+    hedge ratio is frozen at entry. A bar's PnL is ``pos * (dy - beta_entry * dx)`` divided by
+    the gross notional at entry (``1 + |beta|`` for log prices, ``y + |beta| x`` for prices);
+    every change of position costs ``cost_bps`` of the gross notional traded. Sharpe is the
+    per-bar mean over std, annualised with ``bars_per_year``; max drawdown is on the equity
+    curve (cumulative return); hit rate is the share of round trips with a positive net return.
+    """
+    ya, xa = _pair(y, x)
+    za, ba = _pair(z, np.broadcast_to(np.asarray(beta, dtype=np.float64), ya.shape))
+    if len(za) != len(ya):
+        raise ValueError(f"z is misaligned: {len(za)} vs {len(ya)} points")
+    if not entry > exit >= 0:
+        raise ValueError(f"need entry > exit >= 0, got entry={entry}, exit={exit}")
+    if cost_bps < 0:
+        raise ValueError("cost_bps must be >= 0")
+    n = len(ya)
+    signal = np.zeros(n, np.int8)  # decided at the close of each bar
+    held_beta = np.full(n, np.nan)
+    pos, b_now = 0, math.nan
+    for t in range(n):
+        zt = za[t]
+        if zt == zt and ba[t] == ba[t]:
+            if pos == 0 and zt > entry:
+                pos, b_now = -1, ba[t]
+            elif pos == 0 and zt < -entry:
+                pos, b_now = 1, ba[t]
+            elif (pos == 1 and zt >= -exit) or (pos == -1 and zt <= exit):
+                pos = 0
+        signal[t], held_beta[t] = pos, b_now
+    position = np.concatenate(([0], signal[:-1])).astype(np.int8)  # earns from the next bar
+    beta_held = np.concatenate(([np.nan], held_beta[:-1]))
+    dy = np.diff(ya, prepend=ya[:1])
+    dx = np.diff(xa, prepend=xa[:1])
+    entry_idx = _entry_index(signal)
+    base_now = (1 + np.abs(held_beta)) if log_prices else (ya + np.abs(held_beta) * xa)
+    base = np.concatenate(([np.nan], base_now[entry_idx][:-1]))
+    with np.errstate(invalid="ignore"):
+        gross = np.where(position != 0, position * (dy - beta_held * dx) / base, 0.0)
+    gross = np.nan_to_num(gross, nan=0.0)
+    turnover = np.abs(np.diff(signal.astype(np.int64), prepend=0))
+    cost = turnover * cost_bps * 1e-4
+    # The cost of a decision at bar t is paid at bar t's close.
+    pnl = gross - cost
+    equity = np.cumsum(pnl)
+    trades = _round_trips(signal, gross, cost)
+    std = pnl.std(ddof=1) if n > 1 else math.nan
+    summary = {
+        "total_return": float(equity[-1]) if n else 0.0,
+        "sharpe": float(pnl.mean() / std * math.sqrt(bars_per_year))
+        if std and std > 0
+        else math.nan,
+        "max_drawdown": float(np.max(np.maximum.accumulate(np.maximum(equity, 0)) - equity))
+        if n
+        else 0.0,
+        "hit_rate": float((trades["net_return"] > 0).mean()) if len(trades) else math.nan,
+        "trades": float(len(trades)),
+        "costs": float(cost.sum()),
+    }
+    return BacktestResult(position, pnl, equity, trades, summary)
+
+
+def _entry_index(signal: np.ndarray) -> np.ndarray:
+    """For each bar, the index of the bar where the current position was opened."""
+    opened = (signal != 0) & (np.concatenate(([0], signal[:-1])) != signal)
+    idx = np.where(opened, np.arange(len(signal)), 0)
+    return np.maximum.accumulate(idx)
+
+
+def _round_trips(signal: np.ndarray, gross: np.ndarray, cost: np.ndarray) -> pd.DataFrame:
+    """One row per position: decided at ``entry_bar``, closed at ``exit_bar`` (or still open at
+    the last bar, marked there). Positions only change through flat, so each trip pays the cost
+    at its entry bar and, once closed, at its exit bar."""
+    changes = np.flatnonzero(np.diff(signal.astype(np.int64), prepend=0))
+    rows = []
+    for k, start in enumerate(changes.tolist()):
+        direction = int(signal[start])
+        if direction == 0:
+            continue
+        closed = k + 1 < len(changes)
+        stop = changes[k + 1] if closed else len(signal) - 1
+        g = float(gross[start + 1 : stop + 1].sum())
+        c = float(cost[start]) + (float(cost[stop]) if closed else 0.0)
+        rows.append((start, stop, "long" if direction > 0 else "short", closed, g, g - c))
+    return pd.DataFrame(
+        rows, columns=["entry_bar", "exit_bar", "direction", "closed", "gross_return", "net_return"]
+    )
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def log_returns(prices) -> np.ndarray:
+    """``ln(p_t / p_{t-1})``; the first value is NaN."""
+    p = _as_array(prices)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.concatenate(([np.nan], np.diff(np.log(p))))
+
+
+def correlation_matrix(returns_by_symbol: dict[str, np.ndarray], window: int) -> pd.DataFrame:
+    """Pearson correlations of the symbols' returns over the last ``window`` bars (aligned,
+    rows with a NaN dropped); NaN where a symbol is constant in the window."""
+    window = _window(window)
+    frame = pd.DataFrame({s: _as_array(r, s) for s, r in returns_by_symbol.items()})
+    return frame.tail(window).dropna().corr()
+
+
+def bar_stats_table(
+    open_time_ms,
+    y_close,
+    x_close,
+    y_volume,
+    x_volume,
+    spread_values,
+    z,
+    vol_window: int,
+    names: tuple[str, str] = ("y", "x"),
+) -> pd.DataFrame:
+    """Per-bar table for export: time, closes, log returns, trailing return vol (sample std over
+    ``vol_window``), volumes, spread and z-score."""
+    ny, nx = names
+    ry, rx = log_returns(y_close), log_returns(x_close)
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime(np.asarray(open_time_ms), unit="ms", utc=True),
+            f"{ny}_close": _as_array(y_close),
+            f"{nx}_close": _as_array(x_close),
+            f"{ny}_log_return": ry,
+            f"{nx}_log_return": rx,
+            f"{ny}_vol": rolling_mean_std(ry, vol_window)[1],
+            f"{nx}_vol": rolling_mean_std(rx, vol_window)[1],
+            f"{ny}_volume": _as_array(y_volume),
+            f"{nx}_volume": _as_array(x_volume),
+            "spread": _as_array(spread_values),
+            "zscore": _as_array(z),
+        }
+    )
