@@ -76,28 +76,53 @@ class FaultPlan:
 
 
 class _Published:
-    """One symbol's trades on the exchange: the whole tape, and how many are public yet."""
+    """One symbol's trades on the exchange and how many are public yet.
 
-    def __init__(self, batch: TradeBatch) -> None:
-        self.batch = batch
-        self.count = 0
+    A looped replay repeats the tape as cycle after cycle of new trades: ids, trade ids and
+    times move on by one tape's span per cycle, so every published trade stays unique."""
+
+    def __init__(self, batch: TradeBatch, time_span_ms: int = 0) -> None:
+        self.tape = batch
+        self.count = 0  # trades public so far, over all cycles
         self.first_id = int(batch.agg_id[0]) if len(batch) else 0
+        self.time_span_ms = time_span_ms
+        self.trade_span = (
+            int(batch.last_trade_id.max() - batch.first_trade_id.min() + 1) if len(batch) else 0
+        )
 
     def extend(self, batch: TradeBatch) -> None:
-        """Append simulated trades (already public)."""
-        if self.count == 0 and len(self.batch) == 0:
+        """Append simulated trades (public at once)."""
+        if self.count == 0:
             self.first_id = int(batch.agg_id[0])
-        self.batch = TradeBatch.concat(
-            self.batch.symbol, [self.batch.take(slice(0, self.count)), batch]
+        self.tape = TradeBatch.concat(
+            self.tape.symbol, [self.tape.take(slice(0, self.count)), batch]
         )
-        self.count = len(self.batch)
+        self.count = len(self.tape)
+
+    def take(self, index: np.ndarray) -> TradeBatch:
+        """Trades by global index (cycle * tape length + row)."""
+        n = len(self.tape)
+        cycle, row = np.divmod(np.asarray(index, dtype=np.int64), n)
+        b = self.tape.take(row)
+        if not cycle.any():
+            return b
+        return TradeBatch(
+            b.symbol,
+            agg_id=b.agg_id + cycle * n,
+            price=b.price,
+            qty=b.qty,
+            first_trade_id=b.first_trade_id + cycle * self.trade_span,
+            last_trade_id=b.last_trade_id + cycle * self.trade_span,
+            trade_time_ms=b.trade_time_ms + cycle * self.time_span_ms,
+            buyer_is_maker=b.buyer_is_maker,
+        )
 
     def rows(self, from_id: int | None, limit: int) -> TradeBatch:
         if from_id is None:
             start = max(0, self.count - limit)
         else:
             start = min(max(0, from_id - self.first_id), self.count)
-        return self.batch.take(slice(start, min(start + limit, self.count)))
+        return self.take(np.arange(start, min(start + limit, self.count)))
 
 
 @dataclass(eq=False)
@@ -137,6 +162,7 @@ class LocalExchange:
         port: int = 0,
         ping_interval_s: float | None = 180.0,
         chunk: int = 256,
+        loop: bool = False,
     ) -> None:
         if (trades is None) == (simulator is None):
             raise ValueError("give recorded trades or a simulator")
@@ -146,9 +172,15 @@ class LocalExchange:
         self.ping_interval_s = ping_interval_s
         self._chunk = chunk
         self._sim = simulator
-        symbols = simulator.symbols if simulator else list(trades)
+        self.loop = loop
+        self.symbols = simulator.symbols if simulator else list(trades)
+        span = 0
+        if trades:
+            times = np.concatenate([b.trade_time_ms for b in trades.values() if len(b)])
+            span = int((times.max() - times.min()) // 1000 + 1) * 1000  # whole seconds
         self._pub = {
-            s: _Published(trades[s] if trades else TradeBatch.from_trades(s, [])) for s in symbols
+            s: _Published(trades[s] if trades else TradeBatch.from_trades(s, []), span)
+            for s in self.symbols
         }
         self._subs: set[_Sub] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,7 +228,7 @@ class LocalExchange:
     def published(self, symbol: str) -> TradeBatch:
         """Every trade of ``symbol`` the exchange has made public so far (the reference)."""
         pub = self._pub[symbol]
-        return pub.batch.take(slice(0, pub.count))
+        return pub.take(np.arange(pub.count))
 
     def _run(self) -> None:
         asyncio.run(self._main())
@@ -361,32 +393,42 @@ class LocalExchange:
 
     async def _replay(self) -> None:
         symbols = list(self._pub)
-        times = np.concatenate([self._pub[s].batch.trade_time_ms for s in symbols])
-        owner = np.concatenate([np.full(len(self._pub[s].batch), i) for i, s in enumerate(symbols)])
-        row = np.concatenate([np.arange(len(self._pub[s].batch)) for s in symbols])
+        tapes = [self._pub[s].tape for s in symbols]
+        times = np.concatenate([t.trade_time_ms for t in tapes])
+        owner = np.concatenate([np.full(len(t), i) for i, t in enumerate(tapes)])
+        row = np.concatenate([np.arange(len(t)) for t in tapes])
         order = np.argsort(times, kind="stable")
         if not len(order):
             return
         t0 = int(times[order[0]])
+        span = self._pub[symbols[0]].time_span_ms
         wall0 = None
-        for start in range(0, len(order), self._chunk):
-            part = order[start : start + self._chunk]
-            if self.speed is None:
-                await self._await_subscriber()
-            else:
-                if wall0 is None:
+        cycle = 0
+        while True:
+            for start in range(0, len(order), self._chunk):
+                part = order[start : start + self._chunk]
+                if self.speed is None:
                     await self._await_subscriber()
-                    wall0 = time.monotonic()
-                due = wall0 + (int(times[part[-1]]) - t0) / 1000 / self.speed
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-            per_symbol: dict[str, TradeBatch] = {}
-            for i, s in enumerate(symbols):
-                rows = row[part[owner[part] == i]]
-                if len(rows):
-                    per_symbol[s] = self._pub[s].batch.take(rows)
-                    self._pub[s].count = int(rows[-1]) + 1
-            # Interleave the symbols in time order as the exchange would.
-            await self._deliver(_merge_in_time(per_symbol))
+                else:
+                    if wall0 is None:
+                        await self._await_subscriber()
+                        wall0 = time.monotonic()
+                    offset_ms = int(times[part[-1]]) - t0 + cycle * span
+                    await asyncio.sleep(
+                        max(0.0, wall0 + offset_ms / 1000 / self.speed - time.monotonic())
+                    )
+                per_symbol: dict[str, TradeBatch] = {}
+                for i, s in enumerate(symbols):
+                    rows = row[part[owner[part] == i]]
+                    if len(rows):
+                        index = rows + cycle * len(tapes[i])
+                        per_symbol[s] = self._pub[s].take(index)
+                        self._pub[s].count = int(index[-1]) + 1
+                # Interleave the symbols in time order as the exchange would.
+                await self._deliver(_merge_in_time(per_symbol))
+            if not self.loop:
+                return
+            cycle += 1
 
     async def _simulate(self) -> None:
         step_s = 0.05

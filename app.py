@@ -1,0 +1,65 @@
+"""Entry point: ``streamlit run app.py [-- --source live|replay|simulate --symbols ... ]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from backend.config import (
+    DEFAULT_DB,
+    DEFAULT_REST_URL,
+    DEFAULT_SYMBOLS,
+    DEFAULT_WS_URL,
+    ConfigError,
+    check_url,
+    parse_symbols,
+)
+from backend.engine import SOURCES, EngineOptions
+
+
+def parse_options(argv: list[str]) -> EngineOptions:
+    parser = argparse.ArgumentParser(prog="streamlit run app.py --", exit_on_error=False)
+    env = os.environ.get  # PAIRDASH_* variables set defaults; flags win
+    parser.add_argument("--source", choices=SOURCES, default=env("PAIRDASH_SOURCE", "live"))
+    parser.add_argument("--symbols", default=env("PAIRDASH_SYMBOLS", ",".join(DEFAULT_SYMBOLS)))
+    parser.add_argument("--ws-url", default=env("PAIRDASH_WS_URL", DEFAULT_WS_URL))
+    parser.add_argument("--rest-url", default=env("PAIRDASH_REST_URL", DEFAULT_REST_URL))
+    parser.add_argument("--db", default=env("PAIRDASH_DB", DEFAULT_DB))
+    parser.add_argument("--replay-files", nargs="*", default=[])
+    parser.add_argument(
+        "--replay-speed", type=float, default=float(env("PAIRDASH_REPLAY_SPEED", "1.0"))
+    )
+    args = parser.parse_args(argv)
+    return EngineOptions(
+        source=args.source,
+        symbols=tuple(parse_symbols(args.symbols)),
+        ws_url=check_url(args.ws_url, ("ws", "wss"), "--ws-url"),
+        rest_url=check_url(args.rest_url, ("http", "https"), "--rest-url"),
+        db=args.db,
+        replay_files=tuple(args.replay_files),
+        replay_speed=args.replay_speed,
+    )
+
+
+def run() -> None:
+    import streamlit as st
+
+    try:
+        # Under `streamlit run app.py -- ...` the options follow the script name; under
+        # AppTest sys.argv is the test runner's, and only the environment applies.
+        argv = sys.argv[1:] if Path(sys.argv[0]).name == "app.py" else []
+        opts = parse_options(argv)
+    except (argparse.ArgumentError, ConfigError, SystemExit) as exc:
+        st.error(
+            f"Bad option: {exc}. Usage: streamlit run app.py -- --source live|replay|simulate "
+            "--symbols BTCUSDT,ETHUSDT --ws-url URL --rest-url URL --db PATH"
+        )
+        st.stop()
+    from frontend.dashboard import main
+
+    main(opts)
+
+
+run()

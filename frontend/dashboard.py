@@ -1,0 +1,501 @@
+"""Streamlit layout: live strip, controls, charts, figures, alerts, export and uploads.
+
+The engine (feed threads, tick store, SQLite) is one per process via ``st.cache_resource``; the
+live parts refresh inside ``st.fragment(run_every=...)`` without full-page reruns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from backend import analytics as an
+from backend.engine import Engine, EngineOptions
+from backend.pairs import PairParams, live_stats, needed_bars, slow_stats
+from backend.records import TIMEFRAMES_MS, Bars
+from backend.storage import StorageError, bars_to_csv
+from backend.uploads import UploadError, parse_upload
+from frontend import charts
+
+METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
+LIVE_REFRESH_S = 0.5
+ANALYSIS_REFRESH_S = 1.0
+
+
+@st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
+def get_engine(opts: EngineOptions) -> Engine:
+    return Engine(opts)
+
+
+@dataclass(frozen=True)
+class Controls:
+    data: str  # "live" | "upload"
+    timeframe: str
+    y: str
+    x: str
+    shown_bars: int
+    params: PairParams
+    adf_mode: str  # "bar close" | "on demand"
+    cooldown_s: float
+
+
+def main(opts: EngineOptions) -> None:
+    st.set_page_config(page_title="Pair analytics · Binance USD-M", layout="wide")
+    st.session_state.setdefault("source", opts.source)
+    st.session_state.setdefault("alerts", [])
+    st.session_state.setdefault("rules", [])
+    engine = get_engine(opts.with_source(st.session_state["source"]))
+    st.title("Pair analytics · Binance USD-M futures")
+    live_strip(engine)
+    offline_notice(engine, opts)
+    uploads = upload_panel()
+    controls = sidebar(engine, uploads)
+    if controls is None:
+        return
+    analysis(engine, controls, uploads)
+    export_panel(engine, controls)
+
+
+# --- live strip ---------------------------------------------------------------------------------
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def live_strip(engine: Engine) -> None:
+    snap = engine.store.snapshot()
+    health = engine.ingestor.health.snapshot()
+    cols = st.columns(1 + len(engine.symbols[:5]))
+    cols[0].metric("Ticks", f"{snap.total_ticks:,}", help="aggregate trades held, all symbols")
+    for col, symbol in zip(cols[1:], engine.symbols[:5], strict=False):
+        s = snap.symbols[symbol]
+        if s.last_price is None:
+            col.metric(symbol, "—")
+            continue
+        change = (s.last_price / s.first_price - 1) * 100 if s.first_price else 0.0
+        col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
+    age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
+    latency = "—" if health.feed_latency_ms is None else f"{health.feed_latency_ms:,.0f} ms"
+    state = {"connected": "🟢 connected", "reconnecting": "🟠 reconnecting"}.get(
+        health.state, f"⚪ {health.state}"
+    )
+    gaps_open = sum(s.open_gaps for s in snap.symbols.values())
+    st.caption(
+        f"{state} · source **{engine.opts.source}** · {health.msgs_per_s:,.0f} msg/s · "
+        f"last message {age} ago · latency {latency} · reconnects {health.reconnects} · "
+        f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
+        f"malformed skipped {health.malformed} · duplicates dropped "
+        f"{sum(s.duplicates for s in snap.symbols.values())}"
+    )
+    if health.backfill_error:
+        st.caption(f"⚠️ backfill: {health.backfill_error}")
+
+
+def offline_notice(engine: Engine, opts: EngineOptions) -> None:
+    health = engine.ingestor.health.snapshot()
+    if engine.opts.source != "live" or health.messages or health.state != "reconnecting":
+        if engine.opts.source != "live" and st.sidebar.button("Back to the live feed"):
+            st.session_state["source"] = "live"
+            st.rerun()
+        return
+    st.warning(
+        f"Binance is unreachable from this machine ({engine.cfg.ws_url}): "
+        f"{health.last_error or 'no answer'}. Still retrying in the background. "
+        "Meanwhile you can analyse the recorded sample or the simulation:"
+    )
+    left, right = st.columns(2)
+    if left.button("Replay the recorded sample"):
+        st.session_state["source"] = "replay"
+        st.rerun()
+    if right.button("Run the simulation"):
+        st.session_state["source"] = "simulate"
+        st.rerun()
+
+
+# --- controls ----------------------------------------------------------------------------------
+
+
+def sidebar(engine: Engine, uploads: dict) -> Controls | None:
+    sb = st.sidebar
+    sb.header("Controls")
+    data = "live"
+    if uploads:
+        data = (
+            "upload"
+            if sb.radio("Data", ["Live feed", "Uploaded file"], index=1) == "Uploaded file"
+            else "live"
+        )
+    symbols = sorted(uploads) if data == "upload" else list(engine.symbols)
+    frames = list(TIMEFRAMES_MS)
+    if data == "upload":
+        frames = [
+            tf for tf in frames if all(tf in u.timeframes() for u in uploads.values())
+        ] or frames
+    timeframe = sb.radio("Timeframe", frames, horizontal=True, key="timeframe")
+    if len(symbols) < 2:
+        sb.error("Pair analytics needs two symbols; this data has only " + ", ".join(symbols))
+        return None
+    y = sb.selectbox("Y (dependent)", symbols, index=min(1, len(symbols) - 1), key="y_symbol")
+    x = sb.selectbox("X (hedge)", symbols, index=0, key="x_symbol")
+    if x == y:
+        sb.error("Choose two different symbols for Y and X.")
+        return None
+    method = sb.selectbox("Regression", list(METHOD_LABELS), key="method")
+    series = sb.radio("Regress on", ["Log price", "Price"], horizontal=True, key="series")
+    corr_on = sb.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
+    lookback = sb.number_input(
+        "Lookback (bars) for the hedge ratio", 20, 100_000, 300, key="lookback"
+    )
+    z_window = sb.number_input("Z-score window (bars)", 2, 10_000, 60, key="z_window")
+    corr_window = sb.number_input("Correlation window (bars)", 2, 10_000, 60, key="corr_window")
+    shown = sb.number_input("Bars shown", 50, 20_000, 600, step=50, key="shown")
+    threshold = sb.number_input("Z-score alert threshold", value=2.0, step=0.25, key="z_threshold")
+    if not threshold > 0:
+        sb.error("The z-score threshold must be greater than 0.")
+        return None
+    cost = sb.number_input("Backtest cost (bps per trade)", 0.0, 100.0, 1.0, step=0.5, key="cost")
+    adf_mode = sb.radio("ADF / cointegration", ["At bar close", "On demand"], key="adf_mode")
+    if adf_mode == "On demand" and sb.button("Run ADF now"):
+        st.session_state["adf_request"] = time.time()
+    cooldown = sb.number_input("Alert cooldown (s)", 0.0, 3_600.0, 30.0, step=5.0, key="cooldown")
+    rules_editor(sb, symbols)
+    params = PairParams(
+        lookback_bars=int(lookback),
+        z_window_bars=int(z_window),
+        corr_window_bars=int(corr_window),
+        method=METHOD_LABELS[method],
+        log_prices=series == "Log price",
+        corr_on_returns=corr_on == "Log returns",
+        z_threshold=float(threshold),
+        cost_bps=float(cost),
+    )
+    return Controls(data, timeframe, y, x, int(shown), params, adf_mode, float(cooldown))
+
+
+def rules_editor(sb, symbols: list[str]) -> None:
+    with sb.expander("Price / volume alert rules"):
+        kind = st.selectbox("Rule on", ["Price", "Bar volume"], key="rule_kind")
+        symbol = st.selectbox("Symbol", symbols, key="rule_symbol")
+        side = st.selectbox("When it goes", ["above", "below"], key="rule_side")
+        level = st.number_input("Level", min_value=0.0, value=0.0, key="rule_level")
+        if st.button("Add rule"):
+            if level <= 0:
+                st.error("The level must be greater than 0.")
+            else:
+                st.session_state["rules"].append(
+                    {"kind": kind, "symbol": symbol, "side": side, "level": level}
+                )
+        for i, r in enumerate(st.session_state["rules"]):
+            st.caption(f"{i + 1}. {r['kind']} of {r['symbol']} {r['side']} {r['level']:,}")
+        if st.session_state["rules"] and st.button("Clear rules"):
+            st.session_state["rules"] = []
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def upload_panel() -> dict:
+    with st.expander("Offline analysis: upload bars or aggTrades CSV"):
+        files = st.file_uploader(
+            "OHLC bars (this app's CSV export or any CSV with open_time/time, open, high, low, "
+            "close) or data.binance.vision aggTrades files (spot or USD-M); 25 MB each",
+            type=["csv"],
+            accept_multiple_files=True,
+            key="uploads",
+        )
+        out = {}
+        for f in files or []:
+            try:
+                for item in parse_upload(f.name, f.getvalue()):
+                    out[item.symbol] = item
+            except UploadError as exc:
+                st.error(str(exc))
+        if out:
+            st.success(
+                "Loaded " + ", ".join(f"{s} ({'/'.join(u.timeframes())})" for s, u in out.items())
+            )
+        return out
+
+
+# --- analysis ----------------------------------------------------------------------------------
+
+
+def bars_for(engine: Engine, controls: Controls, uploads: dict, symbol: str) -> Bars:
+    if controls.data == "upload":
+        return uploads[symbol].get(controls.timeframe) or Bars.empty(symbol, controls.timeframe)
+    return engine.store.bars(symbol, controls.timeframe)
+
+
+def _tail(bars: Bars, n: int) -> Bars:
+    return bars.slice(max(0, len(bars) - n))
+
+
+@st.fragment(run_every=ANALYSIS_REFRESH_S)
+def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
+    p = controls.params
+    keep = controls.shown_bars + max(p.lookback_bars, p.z_window_bars, p.corr_window_bars) + 1
+    yb = _tail(bars_for(engine, controls, uploads, controls.y), keep)
+    xb = _tail(bars_for(engine, controls, uploads, controls.x), keep)
+    need = needed_bars(p)
+    have = len(np.intersect1d(yb.open_time, xb.open_time)) if len(yb) and len(xb) else 0
+    if have < need:
+        st.info(
+            f"Warming up: needs {need - have} more {controls.timeframe} bars of both "
+            f"{controls.y} and {controls.x} ({have} of {need}). Choose a shorter timeframe or "
+            "smaller windows to start sooner."
+        )
+        price_charts(yb, xb, controls)
+        return
+    live = live_stats(yb, xb, p)
+    slow = cached_slow(yb, xb, p, live, controls)
+    if p.method == "kalman" and slow is not None:
+        live = live_stats(yb, xb, p, kalman=slow)
+    figures(live, slow, p)
+    fire_alerts(live, yb, xb, controls)
+    shown = slice(-controls.shown_bars, None)
+    tabs = st.tabs(
+        [
+            "Prices",
+            "Spread & z-score",
+            "Correlation",
+            "Kalman β",
+            "Backtest",
+            "Heatmap",
+            "Table",
+            "Alerts",
+        ]
+    )
+    with tabs[0]:
+        price_charts(yb, xb, controls)
+    with tabs[1]:
+        st.plotly_chart(charts.spread_chart(live, shown, p), key="spread", config=charts.CONFIG)
+        st.plotly_chart(charts.zscore_chart(live, shown, p), key="z", config=charts.CONFIG)
+    with tabs[2]:
+        st.plotly_chart(charts.corr_chart(live, shown, p), key="corr", config=charts.CONFIG)
+    with tabs[3]:
+        if slow is not None and p.method == "kalman":
+            st.plotly_chart(
+                charts.kalman_chart(live, slow, shown), key="kalman", config=charts.CONFIG
+            )
+        else:
+            st.info("Choose the Kalman regression to see the time-varying hedge ratio.")
+    with tabs[4]:
+        if slow is not None:
+            st.plotly_chart(
+                charts.equity_chart(live, slow, shown), key="equity", config=charts.CONFIG
+            )
+            st.dataframe(slow.backtest.trades.tail(50), hide_index=True)
+    with tabs[5]:
+        heatmap(engine, controls, uploads)
+    with tabs[6]:
+        table = an.bar_stats_table(
+            live.open_time,
+            np.exp(live.y) if p.log_prices else live.y,
+            np.exp(live.x) if p.log_prices else live.x,
+            _aligned_volume(yb, live),
+            _aligned_volume(xb, live),
+            live.spread,
+            live.zscore,
+            p.z_window_bars,
+            (controls.y, controls.x),
+        )
+        st.dataframe(table.tail(200).iloc[::-1], hide_index=True)
+        st.download_button(
+            "Download analytics CSV",
+            table.to_csv(index=False).encode(),
+            file_name=f"analytics_{controls.y}_{controls.x}_{controls.timeframe}.csv",
+            mime="text/csv",
+        )
+    with tabs[7]:
+        history = st.session_state["alerts"]
+        if history:
+            st.dataframe(pd.DataFrame(history[::-1]), hide_index=True)
+        else:
+            st.caption("No alert has fired yet.")
+
+
+def _aligned_volume(bars: Bars, live) -> np.ndarray:
+    index = np.searchsorted(bars.open_time, live.open_time)
+    return bars.volume[np.clip(index, 0, len(bars) - 1)]
+
+
+def cached_slow(yb: Bars, xb: Bars, p: PairParams, live, controls: Controls):
+    """ADF, Engle-Granger, half-life, Kalman and backtest: recomputed when a bar closes (or on
+    demand), not on every refresh."""
+    last_closed = int(live.open_time[-2]) if len(live.open_time) > 1 else 0
+    key = (controls.data, controls.timeframe, controls.y, controls.x, p)
+    if controls.adf_mode == "On demand":
+        key = (*key, st.session_state.get("adf_request"))
+        if st.session_state.get("adf_request") is None:
+            key = (*key, "never")
+    else:
+        key = (*key, last_closed)
+    hit = st.session_state.get("slow")
+    if hit and hit[0] == key:
+        return hit[1]
+    if controls.adf_mode == "On demand" and st.session_state.get("adf_request") is None:
+        return None
+    slow = slow_stats(yb, xb, p, live)
+    st.session_state["slow"] = (key, slow)
+    return slow
+
+
+def figures(live, slow, p: PairParams) -> None:
+    beta = live.beta if np.ndim(live.beta) == 0 else _last_finite(live.beta)
+    alpha = live.alpha if np.ndim(live.alpha) == 0 else _last_finite(live.alpha)
+    c = st.columns(8)
+    c[0].metric(
+        "Hedge ratio β", _fmt(beta, 4), help=f"{p.method} on the last {p.lookback_bars} bars"
+    )
+    c[1].metric("Alpha", _fmt(alpha, 4))
+    c[2].metric("Latest z", _fmt(live.latest_z, 2))
+    c[3].metric("Correlation", _fmt(live.latest_corr, 3))
+    if slow is None:
+        c[4].metric("ADF p-value", "—", help="press 'Run ADF now'")
+        return
+    c[4].metric("ADF p-value", _fmt(slow.adf_pvalue, 4), help="spread over the lookback window")
+    c[5].metric("Engle–Granger p", _fmt(slow.eg_pvalue, 4))
+    c[6].metric("Half-life (bars)", _fmt(slow.half_life_bars, 1))
+    s = slow.backtest.summary
+    c[7].metric(
+        "Backtest return",
+        f"{s['total_return'] * 100:+.2f}%",
+        help=f"Sharpe {_fmt(s['sharpe'], 2)} · max DD {s['max_drawdown'] * 100:.2f}% · "
+        f"hit rate {_fmt(s['hit_rate'], 2)} · {int(s['trades'])} trades",
+    )
+
+
+def _last_finite(a) -> float:
+    a = np.asarray(a)
+    finite = a[np.isfinite(a)]
+    return float(finite[-1]) if len(finite) else math.nan
+
+
+def _fmt(value, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    return f"{value:,.{digits}f}"
+
+
+def price_charts(yb: Bars, xb: Bars, controls: Controls) -> None:
+    for bars in (yb, xb):
+        if len(bars):
+            st.plotly_chart(
+                charts.candles(_tail(bars, controls.shown_bars)),
+                key=f"candles_{bars.symbol}",
+                config=charts.CONFIG,
+            )
+
+
+def heatmap(engine: Engine, controls: Controls, uploads: dict) -> None:
+    symbols = sorted(uploads) if controls.data == "upload" else engine.symbols
+    if len(symbols) < 2:
+        st.info("The heatmap needs at least two symbols.")
+        return
+    window = controls.params.corr_window_bars
+    series = {}
+    for s in symbols:
+        b = _tail(bars_for(engine, controls, uploads, s), window + 1)
+        series[s] = pd.Series(an.log_returns(b.close), index=b.open_time)
+    frame = pd.DataFrame(series)
+    matrix = an.correlation_matrix({s: frame[s].to_numpy() for s in frame}, window)
+    st.plotly_chart(charts.heatmap(matrix), key="heatmap", config=charts.CONFIG)
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
+    """Edge-triggered on the latest bar, with a per-rule cooldown; a toast and a history row."""
+    p = controls.params
+    events = []
+    z = live.zscore[-2:]
+    if len(z) == 2:
+        for e in an.zscore_alerts(z, p.z_threshold):
+            if e.index == 1:
+                events.append(
+                    ("z-score", f"z {e.value:+.2f} crossed {e.direction} ±{p.z_threshold}")
+                )
+    for i, rule in enumerate(st.session_state["rules"]):
+        bars = yb if rule["symbol"] == controls.y else xb if rule["symbol"] == controls.x else None
+        if bars is None or len(bars) < 2:
+            continue
+        series = bars.close if rule["kind"] == "Price" else bars.volume
+        prev, now = float(series[-2]), float(series[-1])
+        crossed = (
+            (prev <= rule["level"] < now)
+            if rule["side"] == "above"
+            else (prev >= rule["level"] > now)
+        )
+        if crossed:
+            events.append(
+                (
+                    f"rule {i + 1}",
+                    f"{rule['kind']} of {rule['symbol']} {rule['side']} {rule['level']:,} ({now:,.4g})",
+                )
+            )
+    last_fired = st.session_state.setdefault("alert_last_fired", {})
+    bar_time = int(live.open_time[-1])
+    now_s = time.time()
+    for rule_id, text in events:
+        key = (rule_id, controls.y, controls.x, controls.timeframe)
+        seen_bar, fired_at = last_fired.get(key, (None, -math.inf))
+        if seen_bar == bar_time or now_s - fired_at < controls.cooldown_s:
+            continue
+        last_fired[key] = (bar_time, now_s)
+        st.toast(f"🔔 {text}")
+        st.session_state["alerts"].append(
+            {
+                "time": pd.Timestamp(bar_time, unit="ms", tz="UTC").isoformat(),
+                "rule": rule_id,
+                "pair": f"{controls.y}/{controls.x}",
+                "timeframe": controls.timeframe,
+                "alert": text,
+            }
+        )
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def export_panel(engine: Engine, controls: Controls) -> None:
+    st.subheader("Export")
+    left, right = st.columns(2)
+    tf = controls.timeframe
+
+    def csv_bytes() -> bytes:  # called when the button is clicked: always the current bars
+        return bars_to_csv(engine.store.bars(s, tf) for s in engine.symbols)
+
+    left.download_button(
+        f"Download CSV ({tf} bars, all symbols)",
+        csv_bytes,
+        file_name=f"bars_{tf}.csv",
+        mime="text/csv",
+        key="download_bars",
+    )
+    if right.button(f"Save to SQLite ({engine.opts.db})", key="save_sqlite"):
+        save_with_progress(engine, right)
+
+
+def save_with_progress(engine: Engine, where) -> None:
+    jobs = [(s, tf) for s in engine.symbols for tf in TIMEFRAMES_MS]
+    bar = where.progress(0.0, text="Saving bars…")
+    written = 0
+    try:
+        with engine.save_lock:
+            for i, (symbol, tf) in enumerate(jobs, 1):
+                bars = engine.store.bars(symbol, tf)
+                for start in range(0, len(bars), 20_000):  # chunks keep the progress moving
+                    written += engine.db.upsert([bars.slice(start, start + 20_000)])
+                bar.progress(i / len(jobs), text=f"Saving {symbol} {tf}…")
+    except StorageError as exc:
+        bar.empty()
+        where.error(f"Nothing more was saved: {exc}")
+        return
+    bar.empty()
+    where.success(f"Saved to {engine.opts.db}: {written:,} rows written (inserted or changed).")

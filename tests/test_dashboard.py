@@ -1,0 +1,180 @@
+"""The Streamlit app, headless (AppTest): controls, warm-up, uploads, alerts, saving."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT, reference_bars
+
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path):
+    """The app against the local exchange replaying the real sample as fast as possible (it
+    then stands still: figures are deterministic). Engines are stopped at the end."""
+    monkeypatch.setenv("PAIRDASH_SOURCE", "replay")
+    monkeypatch.setenv("PAIRDASH_REPLAY_SPEED", "0")
+    monkeypatch.setenv("PAIRDASH_DB", str(tmp_path / "market.db"))
+    st.cache_resource.clear()
+    yield tmp_path
+    st.cache_resource.clear()  # on_release stops the engine's threads and exchange
+
+
+def metric(at, label):
+    values = [m.value for m in at.metric if m.label == label]
+    return values[0] if values else None
+
+
+def run_until(at, predicate, timeout_s=40.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if predicate(at):
+            return at
+        time.sleep(0.2)
+    raise AssertionError("condition not reached; info: " + str([i.value for i in at.info]))
+
+
+def test_warm_up_then_figures_match_an_independent_fit(app_env, dec_trades):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    expected_ticks = sum(len(b) for b in dec_trades.values())
+    run_until(
+        at, lambda a: metric(a, "Ticks") == f"{expected_ticks:,}" and metric(a, "Hedge ratio β")
+    )
+    # Independent: pandas bars from the recorded trades, inner join, numpy lstsq on the lookback.
+    ref = {
+        s: reference_bars(b, 1_000).set_index("open_time")["close"] for s, b in dec_trades.items()
+    }
+    joined = pd.concat({"y": ref["ETHUSDT"], "x": ref["BTCUSDT"]}, axis=1, join="inner").tail(300)
+    design = np.column_stack([np.ones(len(joined)), np.log(joined["x"])])
+    (alpha, beta), *_ = np.linalg.lstsq(design, np.log(joined["y"]), rcond=None)
+    assert metric(at, "Hedge ratio β") == f"{beta:,.4f}"
+    assert metric(at, "Alpha") == f"{alpha:,.4f}"
+
+    at.radio(key="timeframe").set_value("1m").run()
+    info = " ".join(i.value for i in at.info)
+    assert re.search(r"needs 53 more 1m bars", info), info  # 8 one-minute bars of 61 needed
+
+
+def test_bad_controls_say_what_is_wrong(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.selectbox(key="x_symbol").set_value("ETHUSDT").run()
+    assert any("two different symbols" in e.value for e in at.error)
+    at.selectbox(key="x_symbol").set_value("BTCUSDT").run()
+    at.number_input(key="z_threshold").set_value(0.0).run()
+    assert any("greater than 0" in e.value for e in at.error)
+    assert not at.exception
+
+
+def test_kalman_method_shows_its_beta(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.selectbox(key="method").set_value("Kalman")
+    run_until(at, lambda a: metric(a, "Hedge ratio β") not in (None, "—"))
+    assert not any("Choose the Kalman" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("x.csv", b"\xff\xfe\x00garbage", "not UTF-8"),
+        ("BTCUSDT-big.csv", b"0" * (26 * 1024 * 1024), "over the 25 MB limit"),
+        (
+            "BTCUSDT-bars.csv",
+            b"open_time,open,high,low,close\n0,1,1,1,1\n1000,1,abc,1,1\n",
+            "row 3",
+        ),
+        ("bars.csv", b"open_time,open,high,low,close\n0,1,1,1,1\n", "does not say the symbol"),
+        ("bars.csv", b"open_time,open,high,close\n0,1,1,1\n", "missing column(s) low"),
+        ("BTCUSDT-aggTrades.csv", b"1,2,3\n", "row 1: expected 7 or 8 columns"),
+    ],
+)
+def test_bad_uploads_are_refused_with_a_clear_message(app_env, name, data, message):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.file_uploader(key="uploads").set_value([(name, data, "text/csv")]).run()
+    errors = " ".join(e.value for e in at.error)
+    assert message in errors and not at.exception
+
+
+def crafted_pair_csv(n=400, jump=True) -> bytes:
+    """Two symbols of 1s bars: Y = 2·X + tiny noise; the last Y bar jumps (z far above 2)."""
+    rng = np.random.default_rng(0)
+    x = 100 + np.cumsum(rng.normal(0, 0.1, n))
+    y = 2 * x + rng.normal(0, 0.01, n)
+    if jump:
+        y[-1] += 1.0
+    t = 1_765_000_000_000 + np.arange(n) * 1000
+    rows = ["symbol,timeframe,open_time,open,high,low,close,volume"]
+    for sym, c in (("YYYUSDT", y), ("XXXUSDT", x)):
+        rows += [f"{sym},1s,{ti},{ci},{ci},{ci},{ci},1" for ti, ci in zip(t, c, strict=True)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def test_uploaded_pair_is_analysed_and_alerts_fire_once(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.file_uploader(key="uploads").set_value([("pair.csv", crafted_pair_csv(), "text/csv")]).run()
+    assert any("Loaded" in s.value for s in at.success), [e.value for e in at.error]
+    # Uploaded data is selected at once, Y/X defaulting to the two symbols (sorted: X, Y).
+    assert at.radio[0].value == "Uploaded file"
+    assert (at.selectbox(key="y_symbol").value, at.selectbox(key="x_symbol").value) == (
+        "YYYUSDT",
+        "XXXUSDT",
+    )
+    assert not at.exception
+    toasts = [t.value for t in at.toast]
+    assert any("crossed above" in t for t in toasts), toasts
+    at.run()  # the same bar again: edge-triggered, no second toast for it
+    assert not any("crossed above" in t.value for t in at.toast)
+    # Log prices by default: log Y = log 2 + 1 * log X, fitted on the last 300 bars.
+    frame = pd.read_csv(pd.io.common.BytesIO(crafted_pair_csv()))
+    ly = np.log(frame[frame.symbol == "YYYUSDT"]["close"].to_numpy()[-300:])
+    lx = np.log(frame[frame.symbol == "XXXUSDT"]["close"].to_numpy()[-300:])
+    (_, beta), *_ = np.linalg.lstsq(np.column_stack([np.ones(300), lx]), ly, rcond=None)
+    assert metric(at, "Hedge ratio β") == f"{beta:,.4f}"
+
+
+def test_price_rule_fires_on_crossing(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    data = crafted_pair_csv()
+    at.file_uploader(key="uploads").set_value([("pair.csv", data, "text/csv")]).run()
+    frame = pd.read_csv(pd.io.common.BytesIO(data))
+    y = frame[frame.symbol == "YYYUSDT"]["close"].to_numpy()
+    level = round((y[-2] + y[-1]) / 2, 3)  # between the last two closes: crossed upward
+    at.selectbox(key="rule_symbol").set_value("YYYUSDT")
+    at.number_input(key="rule_level").set_value(level)
+    [b for b in at.button if b.label == "Add rule"][0].click().run()
+    assert any("Price of YYYUSDT above" in t.value for t in at.toast), [t.value for t in at.toast]
+
+
+def test_save_to_sqlite_writes_every_bar(app_env, dec_trades):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    expected_ticks = sum(len(b) for b in dec_trades.values())
+    run_until(at, lambda a: metric(a, "Ticks") == f"{expected_ticks:,}")
+    [b for b in at.button if b.label.startswith("Save to SQLite")][0].click().run()
+    message = " ".join(s.value for s in at.success)
+    written = int(re.search(r"([\d,]+) rows written", message).group(1).replace(",", ""))
+    conn = sqlite3.connect(app_env / "market.db")
+    rows = conn.execute("SELECT COUNT(*) FROM bars").fetchone()[0]
+    expected_rows = sum(
+        len(reference_bars(b, ms)) for b in dec_trades.values() for ms in (1_000, 60_000, 300_000)
+    )
+    assert written == rows == expected_rows
+    [b for b in at.button if b.label.startswith("Save to SQLite")][0].click().run()
+    assert "0 rows written" in " ".join(s.value for s in at.success)  # idempotent
