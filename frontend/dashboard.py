@@ -79,8 +79,8 @@ def live_strip(engine: Engine) -> None:
         col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
     age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
     latency = "—" if health.feed_latency_ms is None else f"{health.feed_latency_ms:,.0f} ms"
-    state = {"connected": "🟢 connected", "reconnecting": "🟠 reconnecting"}.get(
-        health.state, f"⚪ {health.state}"
+    state = {"connected": ":green[● connected]", "reconnecting": ":orange[● reconnecting]"}.get(
+        health.state, f":gray[● {health.state}]"
     )
     gaps_open = sum(s.open_gaps for s in snap.symbols.values())
     st.caption(
@@ -346,7 +346,7 @@ def cached_slow(yb: Bars, xb: Bars, p: PairParams, live, controls: Controls):
 def figures(live, slow, p: PairParams) -> None:
     beta = live.beta if np.ndim(live.beta) == 0 else _last_finite(live.beta)
     alpha = live.alpha if np.ndim(live.alpha) == 0 else _last_finite(live.alpha)
-    c = st.columns(8)
+    c = [*st.columns(4), *st.columns(4)]
     c[0].metric(
         "Hedge ratio β", _fmt(beta, 4), help=f"{p.method} on the last {p.lookback_bars} bars"
     )

@@ -1,0 +1,181 @@
+"""The real thing: `streamlit run app.py` against the local exchange, in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, reference_bars
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def _require_browser() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    message = "Debian's chromium is missing: apt-get install -y chromium"
+    if os.environ.get("CI"):
+        pytest.fail(message)  # CI must run this test, never skip it
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    port = _free_port()
+    db = tmp_path / "market.db"
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--",
+            "--source",
+            "replay",
+            "--replay-speed",
+            "20",
+            "--db",
+            str(db),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.read() == b"ok":
+                    break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(
+            "streamlit did not become healthy: " + (proc.stderr.read() if proc.stderr else "")
+        )
+    yield url, db
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def ticks_value(page) -> int:
+    metric = page.get_by_test_id("stMetric").filter(has_text="Ticks").first
+    text = metric.get_by_test_id("stMetricValue").inner_text()
+    return int(text.replace(",", ""))
+
+
+def wait_until(fn, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_dashboard_in_a_real_browser(dashboard, dec_trades):
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    url, db = dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(accept_downloads=True, viewport={"width": 1500, "height": 1800})
+            page.goto(url)
+            page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(timeout=30_000)
+            # Ticks rise in the open page, without a reload.
+            first = wait_until(lambda: ticks_value(page) or None, 20, "the first ticks")
+            later = wait_until(lambda: (v := ticks_value(page)) > first and v, 20, "ticks to rise")
+            assert later > first
+
+            # Switch the timeframe to 1m: the candles are titled with it.
+            page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
+            page.get_by_text("· 1m").first.wait_for(timeout=20_000)
+
+            # Download the 1m bars and check every closed bar against the recorded trades.
+            with page.expect_download(timeout=20_000) as info:
+                page.get_by_text("Download CSV").click()
+            with open(info.value.path(), newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            assert rows and set(rows[0]) >= {"symbol", "timeframe", "open_time", "close", "time"}
+            for symbol in ("BTCUSDT", "ETHUSDT"):
+                mine = pd.DataFrame([r for r in rows if r["symbol"] == symbol])
+                assert (mine["timeframe"] == "1m").all()
+                ref = reference_bars(dec_trades[symbol], 60_000).set_index("open_time")
+                closed = mine.iloc[:-1]  # the last bar may still be open
+                times = closed["open_time"].astype(np.int64)
+                # The replay loops (shifted ids and times); check the first pass through the tape.
+                first_pass = (times < ref.index.max()).to_numpy()
+                closed, times = closed[first_pass], times[first_pass]
+                assert len(closed) >= 1
+                np.testing.assert_array_equal(
+                    closed["close"].astype(float), ref.loc[times, "close"]
+                )
+                np.testing.assert_array_equal(
+                    closed["trades"].astype(int), ref.loc[times, "trades"]
+                )
+                np.testing.assert_allclose(
+                    closed["volume"].astype(float), ref.loc[times, "volume"], rtol=1e-9
+                )
+
+            # Save to SQLite: the page says how many rows, and the file holds them.
+            page.get_by_text("Save to SQLite").click()
+            done = page.get_by_text("rows written").first
+            done.wait_for(timeout=30_000)
+            conn = sqlite3.connect(db)
+            stored = dict(
+                conn.execute("SELECT timeframe, COUNT(*) FROM bars GROUP BY timeframe").fetchall()
+            )
+            conn.close()
+            assert stored.get("1m", 0) >= len([r for r in rows if r["timeframe"] == "1m"])
+            assert stored.get("1s", 0) > stored["1m"]
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
