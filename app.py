@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from backend.config import (
-    DEFAULT_DB,
     DEFAULT_REST_URL,
     DEFAULT_SYMBOLS,
     DEFAULT_WS_URL,
@@ -26,7 +25,8 @@ def parse_options(argv: list[str]) -> EngineOptions:
     parser.add_argument("--symbols", default=env("PAIRDASH_SYMBOLS", ",".join(DEFAULT_SYMBOLS)))
     parser.add_argument("--ws-url", default=env("PAIRDASH_WS_URL", DEFAULT_WS_URL))
     parser.add_argument("--rest-url", default=env("PAIRDASH_REST_URL", DEFAULT_REST_URL))
-    parser.add_argument("--db", default=env("PAIRDASH_DB", DEFAULT_DB))
+    # Without --db: market.db for live data, market-replay.db / market-simulate.db otherwise.
+    parser.add_argument("--db", default=env("PAIRDASH_DB", ""))
     parser.add_argument("--replay-files", nargs="*", default=[])
     parser.add_argument(
         "--replay-speed", type=float, default=float(env("PAIRDASH_REPLAY_SPEED", "1.0"))

@@ -13,6 +13,8 @@ from backend.config import (
     DEFAULT_REST_URL,
     DEFAULT_SYMBOLS,
     DEFAULT_WS_URL,
+    RESUME_MAX_AGE_S,
+    SHARED_SAMPLE,
     ConfigError,
     FeedConfig,
     check_url,
@@ -20,13 +22,6 @@ from backend.config import (
 )
 
 log = logging.getLogger("backend")
-
-SHARED_SAMPLE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--db", default=DEFAULT_DB)
     c.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
     c.add_argument("--flush-interval", type=_positive(float), default=2.0, metavar="SECONDS")
+    c.add_argument(
+        "--resume-max-age",
+        type=_positive(float),
+        default=RESUME_MAX_AGE_S,
+        metavar="SECONDS",
+        help="resume exactly (backfilling the outage) if the last save is at most this old",
+    )
 
     s = sub.add_parser("serve", help="run the local Binance-compatible exchange")
     s.add_argument("--source", choices=["replay", "simulate"], default="replay")
@@ -120,7 +122,9 @@ def _collect(args) -> int:
         unknown = [s for s in cfg.symbols if s not in listed]
         if unknown:
             raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
-    return run_collector(cfg, args.db, args.duration, args.flush_interval)
+    return run_collector(
+        cfg, args.db, args.duration, args.flush_interval, resume_max_age_s=args.resume_max_age
+    )
 
 
 def _serve(args) -> int:

@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from backend.config import FeedConfig
+from backend.config import RESUME_MAX_AGE_S, FeedConfig
 from backend.ingestion import Ingestor
 from backend.records import TIMEFRAMES_MS
 from backend.state import TickStore
@@ -30,6 +30,8 @@ class BarFlusher:
         self.last_error: str | None = None
 
     def flush(self, everything: bool = False) -> int:
+        # Resume points first, bars after: the bars read then hold every trade the points claim.
+        points = self.store.resume_points()
         for symbol, since in self.store.take_dirty().items():
             self._pending[symbol] = min(since, self._pending.get(symbol, since))
         targets = dict.fromkeys(self.store.symbols) if everything else dict(self._pending)
@@ -39,7 +41,7 @@ class BarFlusher:
             for tf in TIMEFRAMES_MS
         ]
         try:
-            written = self.db.upsert(b for b in bars if len(b))
+            written = self.db.upsert((b for b in bars if len(b)), points)
         except StorageError as exc:
             self.last_error = str(exc)
             log.error("%s", exc)
@@ -50,16 +52,52 @@ class BarFlusher:
         return written
 
 
+def resume_from_storage(
+    store: TickStore, db: BarStore, max_age_s: float, history_s: float = 0.0
+) -> list[str]:
+    """Seed ``store`` from the resume points saved within ``max_age_s``; returns the symbols
+    resumed. Their stored 1s bars from ``history_s`` before the point (whole 5-minute bars, so
+    that every derived 1m/5m bar is complete) are loaded, and the backfill fetches the trades
+    from the point on. An older point is not used: the outage is too long to backfill cheaply,
+    so ingestion starts afresh (the stored bars stay as they are)."""
+    now_ms = time.time() * 1000
+    resumed = []
+    for symbol, point in db.resume_points().items():
+        if symbol not in store.symbols:
+            continue
+        age_s = (now_ms - point.saved_at_ms) / 1000
+        if age_s > max_age_s:
+            log.info("%s: last save %.0fs ago, too old to resume; starting afresh", symbol, age_s)
+            continue
+        start = (point.open_time_ms - int(history_s * 1000)) // 300_000 * 300_000
+        history = db.load(symbol, "1s", since_ms=start, until_ms=point.open_time_ms - 1)
+        store.resume(point, history)
+        resumed.append(symbol)
+        log.info(
+            "%s: resuming from aggregate id %d (%d stored 1s bars loaded)",
+            symbol,
+            point.from_agg_id,
+            len(history),
+        )
+    return resumed
+
+
 def run_collector(
     cfg: FeedConfig,
     db_path: str,
     duration_s: float | None,
     flush_interval_s: float = 2.0,
     settle_s: float = 5.0,
+    resume_max_age_s: float = RESUME_MAX_AGE_S,
 ) -> int:
-    """Ingest until ``duration_s`` elapses or SIGINT/SIGTERM; returns the process exit code."""
+    """Ingest until ``duration_s`` elapses or SIGINT/SIGTERM; returns the process exit code.
+
+    A restart within ``resume_max_age_s`` of the last save resumes exactly where that save
+    ended, so even a SIGKILL loses nothing the exchange still serves over REST.
+    """
     db = BarStore(db_path)
     store = TickStore(cfg.symbols, cfg.tick_capacity)
+    resume_from_storage(store, db, resume_max_age_s)
     ingestor = Ingestor(store, cfg).start()
     flusher = BarFlusher(store, db)
     stop = threading.Event()

@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 # Binance routes USD-M market streams such as aggTrade under /market (book data under /public).
 DEFAULT_WS_URL = "wss://fstream.binance.com/market"
 DEFAULT_REST_URL = "https://fapi.binance.com"
 DEFAULT_DB = "market.db"
+# A restart within this long of the last save backfills the outage over REST (a few hundred
+# requests at most for the busiest symbols); after a longer one ingestion starts afresh.
+RESUME_MAX_AGE_S = 15 * 60
 MAX_STREAMS_PER_CONNECTION = 200  # Binance's limit; more symbols open more connections
+# The recorded sample shipped beside the project: the default replay.
+SHARED_SAMPLE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
+)
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
 
 

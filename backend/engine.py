@@ -6,10 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from backend.collector import BarFlusher
-from backend.config import DEFAULT_DB, DEFAULT_REST_URL, DEFAULT_SYMBOLS, DEFAULT_WS_URL, FeedConfig
+from backend.collector import resume_from_storage
+from backend.config import (
+    DEFAULT_DB,
+    DEFAULT_REST_URL,
+    DEFAULT_SYMBOLS,
+    DEFAULT_WS_URL,
+    RESUME_MAX_AGE_S,
+    SHARED_SAMPLE,
+    FeedConfig,
+)
 from backend.ingestion import Ingestor
 from backend.state import TickStore
 from backend.storage import BarStore
@@ -17,12 +24,7 @@ from backend.storage import BarStore
 log = logging.getLogger(__name__)
 
 SOURCES = ("live", "replay", "simulate")
-SHARED_SAMPLE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
-)
+RESUME_HISTORY_S = 3600  # stored 1s bars shown again after a restart
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,20 @@ class EngineOptions:
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     ws_url: str = DEFAULT_WS_URL
     rest_url: str = DEFAULT_REST_URL
-    db: str = DEFAULT_DB
+    db: str = ""  # empty: market.db for live data, market-<source>.db for replay and simulate
     replay_files: tuple[str, ...] = field(default_factory=tuple)
     replay_speed: float = 1.0
     tick_capacity: int = 2_000_000
 
     def with_source(self, source: str) -> EngineOptions:
         return replace(self, source=source)
+
+    @property
+    def db_path(self) -> str:
+        """The SQLite file; replayed or simulated bars never mix with real ones by default."""
+        if self.db:
+            return self.db
+        return DEFAULT_DB if self.source == "live" else f"market-{self.source}.db"
 
 
 class Engine:
@@ -57,9 +66,14 @@ class Engine:
         self.symbols = symbols
         self.store = TickStore(symbols, opts.tick_capacity)
         self.cfg = FeedConfig(symbols=symbols, ws_url=ws_url, rest_url=rest_url)
+        self.db = BarStore(opts.db_path)
+        self.resumed: list[str] = []
+        if opts.source == "live":
+            # Only Binance's ids continue across runs; a replay or simulation starts over.
+            self.resumed = resume_from_storage(
+                self.store, self.db, RESUME_MAX_AGE_S, history_s=RESUME_HISTORY_S
+            )
         self.ingestor = Ingestor(self.store, self.cfg).start()
-        self.db = BarStore(opts.db)
-        self.flusher = BarFlusher(self.store, self.db)
         self.save_lock = threading.Lock()
 
     @staticmethod
@@ -74,11 +88,6 @@ class Engine:
         # loops so that a dashboard left open keeps moving.
         speed = opts.replay_speed or None
         return LocalExchange(trades=load_files(files), speed=speed, loop=speed is not None)
-
-    def save_all(self) -> int:
-        """Upsert every bar of every timeframe; returns the rows inserted or changed."""
-        with self.save_lock:
-            return self.flusher.flush(everything=True)
 
     def stop(self) -> None:
         self.ingestor.stop()

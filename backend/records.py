@@ -104,6 +104,22 @@ class TradeBatch:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where ingestion of a symbol can resume exactly after a restart.
+
+    Every aggregate trade with id below ``from_agg_id`` is in the stored bars, and all of them
+    traded before ``open_time_ms`` (a second boundary); every trade at or after it has a larger
+    id. A restart loads the stored 1s bars before ``open_time_ms`` and backfills trades from
+    ``from_agg_id`` on, rebuilding the bars from that second: nothing lost, nothing doubled.
+    """
+
+    symbol: str
+    open_time_ms: int
+    from_agg_id: int
+    saved_at_ms: int = 0  # wall clock of the save that wrote it
+
+
 BAR_COLUMNS = (
     "open_time",
     "open",

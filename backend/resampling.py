@@ -19,6 +19,7 @@ import numpy as np
 from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, TradeBatch
 
 _EMPTY_ID = -1
+_LOADED_ID = -2  # seconds seeded from storage: traded, ids unknown, before any live trade
 _FLOAT_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume", "taker_buy_volume")
 _INT_COLUMNS = ("trades", "first_id", "last_id")
 
@@ -122,22 +123,43 @@ class SecondBars:
         for name in ("volume", "quote_volume", "taker_buy_volume", "trades"):
             c[name][idx] += g[name]
         lo = int(idx.min())
+        if int(idx.max()) >= self.length:
+            # The seconds between the old end and the new trades are now flat bars: changed too.
+            lo = min(lo, self.length)
         self.length = max(self.length, int(idx.max()) + 1)
         self._dirty_from = lo if self._dirty_from is None else min(self._dirty_from, lo)
 
     def load(self, bars: Bars) -> None:
         """Seed from stored 1s bars (history). Stored bars carry no trade ids, so they are given
-        id 0: any trade that arrives later has a larger id and follows them."""
+        an id below every real one: a trade that arrives later follows them."""
         if len(bars) == 0:
             return
         traded = bars.trades > 0
         g = {name: getattr(bars, name)[traded] for name in BAR_COLUMNS if name != "open_time"}
         g["second"] = bars.open_time[traded] // 1000
-        g["first_id"] = np.zeros(int(traded.sum()), np.int64)
+        g["first_id"] = np.full(int(traded.sum()), _LOADED_ID, np.int64)
         g["last_id"] = g["first_id"]
         if len(g["second"]):
             self.merge(g)
         self._dirty_from = None
+
+    def locate(self, agg_id: int) -> tuple[int, int] | None:
+        """``(open_time_ms, first_id)`` of the traded second holding ``agg_id``, or None.
+
+        Ids rise with trade time, so it is the first second whose last id reaches ``agg_id``.
+        None if that second came from storage (its ids are unknown) or no second holds it.
+        """
+        if self.origin_s is None:
+            return None
+        last_ids = self._cols["last_id"][: self.length]
+        hits = np.flatnonzero(last_ids >= agg_id)
+        if not len(hits):
+            return None
+        i = int(hits[0])
+        first = int(self._cols["first_id"][i])
+        if first < 0 or first > agg_id:
+            return None
+        return (self.origin_s + i) * 1000, first
 
     def take_dirty(self) -> int | None:
         """Open time (ms) of the first second changed since the last call, or None."""

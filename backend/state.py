@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.gaps import IdLedger
-from backend.records import BAR_COLUMNS, Bars, TradeBatch
+from backend.records import BAR_COLUMNS, Bars, ResumePoint, TradeBatch
 from backend.resampling import SecondBars
 
 # 30 bytes a tick: float64 price and qty; uint32 offsets of time, aggregate id and first trade id
@@ -183,7 +183,16 @@ class StoreSnapshot:
 
 
 class _SymbolState:
-    __slots__ = ("ticks", "bars", "ledger", "last_price", "last_time", "first_price", "dups")
+    __slots__ = (
+        "ticks",
+        "bars",
+        "ledger",
+        "last_price",
+        "last_time",
+        "first_price",
+        "dups",
+        "resume",
+    )
 
     def __init__(self, symbol: str, capacity: int) -> None:
         self.ticks = TickBuffer(capacity)
@@ -193,6 +202,20 @@ class _SymbolState:
         self.last_time: int | None = None
         self.first_price: float | None = None
         self.dups = 0
+        self.resume: ResumePoint | None = None
+
+    def resume_point(self) -> ResumePoint | None:
+        """The latest exact resume point: the second holding the last id of the gap-free
+        prefix of held ids (every id below that second's first id is held, and traded
+        earlier). Kept from the previous call when no live trade lies beyond it yet."""
+        ledger = self.ledger
+        if ledger.max_id is not None:
+            gaps = ledger.gaps
+            complete_to = gaps[0][0] - 1 if gaps else ledger.max_id
+            found = self.bars.locate(complete_to)
+            if found is not None:
+                self.resume = ResumePoint(self.bars.symbol, found[0], found[1])
+        return self.resume
 
 
 class TickStore:
@@ -296,9 +319,25 @@ class TickStore:
                     out[s] = since
             return out
 
-    def load_history(self, bars_1s: Bars) -> None:
+    def resume_points(self) -> list[ResumePoint]:
+        """Where each symbol could resume after a restart. Read these before the bars that are
+        saved with them: bars read later hold every trade the points claim."""
         with self._lock:
-            self._state[bars_1s.symbol].bars.load(bars_1s)
+            points = (st.resume_point() for st in self._state.values())
+            return [p for p in points if p is not None]
+
+    def resume(self, point: ResumePoint, bars_1s: Bars) -> None:
+        """Start from storage: the stored 1s bars before ``point.open_time_ms`` and a ledger
+        holding every id below ``point.from_agg_id``; the backfill fetches the rest."""
+        if len(bars_1s) and int(bars_1s.open_time[-1]) >= point.open_time_ms:
+            raise ValueError("history must end before the resume point")
+        with self._lock:
+            st = self._state[point.symbol]
+            if st.ledger.max_id is not None:
+                raise RuntimeError(f"{point.symbol} already has trades; resume before ingesting")
+            st.bars.load(bars_1s)
+            st.ledger = IdLedger(max_id=point.from_agg_id - 1)
+            st.resume = point
             self._version += 1
 
     def tick_bytes(self) -> int:

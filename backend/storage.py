@@ -7,17 +7,18 @@ import io
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, ResumePoint
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: resume_points
 DEFAULT_DB = "market.db"
 
 _SCHEMA = """
@@ -29,7 +30,18 @@ CREATE TABLE IF NOT EXISTS bars (
     volume REAL, quote_volume REAL, trades INTEGER, taker_buy_volume REAL,
     PRIMARY KEY (symbol, timeframe, open_time)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resume_points (
+    symbol TEXT PRIMARY KEY,
+    open_time INTEGER NOT NULL,
+    from_agg_id INTEGER NOT NULL,
+    saved_at INTEGER NOT NULL
+);
 """
+_SAVE_RESUME = (
+    "INSERT INTO resume_points (symbol, open_time, from_agg_id, saved_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (symbol) DO UPDATE SET open_time = excluded.open_time, "
+    "from_agg_id = excluded.from_agg_id, saved_at = excluded.saved_at"
+)
 
 _VALUE_COLUMNS = BAR_COLUMNS[1:]
 _UPSERT = (
@@ -72,18 +84,23 @@ class BarStore:
         self._conn.executescript(_SCHEMA)
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def upsert(self, bars_list: Iterable[Bars]) -> int:
-        """Insert or update bars in one transaction; returns the rows inserted or changed."""
+    def upsert(self, bars_list: Iterable[Bars], resume: Iterable[ResumePoint] = ()) -> int:
+        """Insert or update bars, and the resume points that go with them, in one transaction;
+        returns the bar rows inserted or changed."""
         rows = [row for bars in bars_list for row in _rows(bars)]
-        if not rows:
+        now_ms = int(time.time() * 1000)
+        points = [(p.symbol, p.open_time_ms, p.from_agg_id, now_ms) for p in resume]
+        if not rows and not points:
             return 0
         with self._lock:
             try:
-                before = self._conn.total_changes
                 self._conn.execute("BEGIN IMMEDIATE")
+                before = self._conn.total_changes
                 self._conn.executemany(_UPSERT, rows)
+                written = self._conn.total_changes - before
+                self._conn.executemany(_SAVE_RESUME, points)
                 self._conn.execute("COMMIT")
-                return self._conn.total_changes - before
+                return written
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -118,6 +135,16 @@ class BarStore:
             for name, col in zip(BAR_COLUMNS, cols, strict=True)
         ]
         return Bars(symbol, timeframe, *arrays)
+
+    def resume_points(self) -> dict[str, ResumePoint]:
+        """The saved resume point of each symbol."""
+        sql = "SELECT symbol, open_time, from_agg_id, saved_at FROM resume_points"
+        with self._lock:
+            try:
+                rows = self._conn.execute(sql).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(_explain(exc, self.path)) from exc
+        return {r[0]: ResumePoint(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
     def symbols(self) -> list[str]:
         with self._lock:

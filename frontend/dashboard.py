@@ -478,7 +478,7 @@ def export_panel(engine: Engine, controls: Controls) -> None:
         mime="text/csv",
         key="download_bars",
     )
-    if right.button(f"Save to SQLite ({engine.opts.db})", key="save_sqlite"):
+    if right.button(f"Save to SQLite ({engine.opts.db_path})", key="save_sqlite"):
         save_with_progress(engine, right)
 
 
@@ -488,14 +488,18 @@ def save_with_progress(engine: Engine, where) -> None:
     written = 0
     try:
         with engine.save_lock:
+            points = engine.store.resume_points() if engine.opts.source == "live" else []
             for i, (symbol, tf) in enumerate(jobs, 1):
                 bars = engine.store.bars(symbol, tf)
                 for start in range(0, len(bars), 20_000):  # chunks keep the progress moving
                     written += engine.db.upsert([bars.slice(start, start + 20_000)])
                 bar.progress(i / len(jobs), text=f"Saving {symbol} {tf}…")
+            engine.db.upsert([], points)  # only once every bar they cover is saved
     except StorageError as exc:
         bar.empty()
         where.error(f"Nothing more was saved: {exc}")
         return
     bar.empty()
-    where.success(f"Saved to {engine.opts.db}: {written:,} rows written (inserted or changed).")
+    where.success(
+        f"Saved to {engine.opts.db_path}: {written:,} rows written (inserted or changed)."
+    )

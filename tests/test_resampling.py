@@ -106,6 +106,29 @@ def test_since_reads_only_the_tail_with_correct_flat_fill():
     assert tail5["open"].iloc[0] == 12.0
 
 
+def test_dirty_range_covers_the_flat_seconds_a_new_trade_reveals():
+    """A writer that saves only what changed must also save the flat bars between the old last
+    trade and a new one: they did not exist before it arrived."""
+    live = SecondBars(S)
+    live.add(trades_batch(S, [(1, 10.0, 1.0, 1_000), (2, 11.0, 1.0, 2_500)]))
+    assert live.take_dirty() == 1_000
+    live.add(trades_batch(S, [(3, 12.0, 1.0, 6_200)]))  # seconds 3..5 become flat at 11.0
+    since = live.take_dirty()
+    assert since == 3_000
+    assert frame(live.bars("1s", since_ms=since))["close"].tolist() == [11.0, 11.0, 11.0, 12.0]
+    live.add(trades_batch(S, [(4, 13.0, 1.0, 6_900)]))  # same second: nothing new is flat
+    assert live.take_dirty() == 6_000
+
+
+def test_locate_finds_the_second_holding_an_id():
+    live = SecondBars(S)
+    live.add(trades_batch(S, [(5, 10.0, 1.0, 1_000), (6, 11.0, 1.0, 1_500), (7, 12.0, 1.0, 4_000)]))
+    assert live.locate(6) == (1_000, 5)
+    assert live.locate(7) == (4_000, 7)
+    assert live.locate(8) is None
+    assert live.locate(4) is None  # before every held id: no second starts at or below it
+
+
 @pytest.mark.parametrize("tf", list(TIMEFRAMES_MS))
 def test_real_sample_matches_pandas_reference(dec_trades, tf):
     for symbol, trades in dec_trades.items():

@@ -125,3 +125,108 @@ def test_csv_export_has_table_columns_and_iso_time():
     assert rows[0]["time"] == "1970-01-01T00:00:01.000Z"
     assert [float(r["close"]) for r in rows] == [10.0, 11.0, 11.0, 9.5]
     assert rows[2]["trades"] == "0"
+
+
+def test_disk_full_is_explained_and_the_pending_bars_are_saved_on_retry(tmp_path, dec_trades):
+    """A full disk (simulated with SQLite's page limit) fails the whole flush, the database
+    stays as it was, and the next flush after space is freed writes every pending bar."""
+    from backend.collector import BarFlusher
+    from backend.state import TickStore
+
+    db = BarStore(tmp_path / "full.db")
+    store = TickStore(["ETHUSDT"])
+    store.ingest(dec_trades["ETHUSDT"])
+    (pages,) = db._conn.execute("PRAGMA page_count").fetchone()
+    db._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    flusher = BarFlusher(store, db)
+    assert flusher.flush() == 0
+    assert "disk full" in flusher.last_error
+    assert db.count() == 0 and db.resume_points() == {}
+    db._conn.execute("PRAGMA max_page_count = 1073741823")
+    written = flusher.flush()
+    expected = sum(len(store.bars("ETHUSDT", tf)) for tf in ("1s", "1m", "5m"))
+    assert written == expected == db.count() and flusher.last_error is None
+    assert list(db.resume_points()) == ["ETHUSDT"]
+    assert db._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+_WRITER = """
+import sys
+from backend.storage import BarStore
+from backend.resampling import bars_from_trades
+from tests.conftest import trades_batch
+db = BarStore(sys.argv[1], busy_timeout_s=10)
+symbol, rounds = sys.argv[2], int(sys.argv[3])
+for k in range(rounds):
+    rows = [(i, 10.0 + k + i % 7, 1.0, 1_000 * i) for i in range(1, 301)]
+    db.upsert([bars_from_trades(trades_batch(symbol, rows), "1s")])
+db.close()
+"""
+
+
+def test_two_processes_saving_to_one_database_corrupt_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path = tmp_path / "shared.db"
+    BarStore(path).close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), symbol, "40"],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for symbol in ("AAAUSDT", "BBBUSDT")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    db = BarStore(path)
+    assert db._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for symbol in ("AAAUSDT", "BBBUSDT"):
+        bars = db.load(symbol, "1s")
+        assert len(bars) == 300  # every round rewrote the same 300 bars in place
+        # The last round's values (k = 39) won, whole: no mix of two rounds in one save.
+        np.testing.assert_array_equal(bars.close, [10.0 + 39 + i % 7 for i in range(1, 301)])
+    db.close()
+
+
+def test_resume_points_are_saved_with_their_bars_or_not_at_all(tmp_path):
+    from backend.records import ResumePoint
+
+    path = tmp_path / "locked.db"
+    db = BarStore(path, busy_timeout_s=0.2)
+    point = ResumePoint("BTCUSDT", 4_000, 3)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageError, match="locked"):
+            db.upsert([sample_bars()], [point])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert db.count() == 0 and db.resume_points() == {}
+    assert db.upsert([sample_bars()], [point]) == 4
+    saved = db.resume_points()["BTCUSDT"]
+    assert (saved.open_time_ms, saved.from_agg_id) == (4_000, 3) and saved.saved_at_ms > 0
+    db.close()
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path):
+    path = tmp_path / "v1.db"
+    db = BarStore(path)
+    db.upsert([sample_bars()])
+    db._conn.execute("DROP TABLE resume_points")
+    db._conn.execute("PRAGMA user_version = 1")
+    db.close()
+    db = BarStore(path)
+    assert db.count() == 4 and db.resume_points() == {}
+    assert db._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
