@@ -28,6 +28,7 @@ from bench_ingestion import synthetic_trades  # noqa: E402
 from backend import analytics as an  # noqa: E402
 from backend.pairs import PairParams, live_stats, slow_stats  # noqa: E402
 from backend.records import Bars  # noqa: E402
+from backend.resampling import align  # noqa: E402
 from backend.state import TickStore  # noqa: E402
 from frontend import charts  # noqa: E402
 
@@ -59,10 +60,11 @@ def ours(store: TickStore, feed, full: bool) -> None:
     if full:
         slow = slow_stats(yb, xb, P, live)
         charts.equity_chart(live, slow, slice(-SHOWN, None))
+        ya, xa = align(yb, xb)
         an.bar_stats_table(
-            live.open_time, yb.close, xb.close, yb.volume, xb.volume, live.spread, live.zscore, 60
+            live.open_time, ya.close, xa.close, ya.volume, xa.volume, live.spread, live.zscore, 60
         )
-        an.correlation_matrix({"y": an.log_returns(yb.close), "x": an.log_returns(xb.close)}, 60)
+        an.correlation_matrix({"y": an.log_returns(ya.close), "x": an.log_returns(xa.close)}, 60)
 
 
 def naive_bars(store: TickStore, symbol: str) -> Bars:

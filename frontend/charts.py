@@ -1,11 +1,15 @@
-"""Plotly figures. ``uirevision`` keeps zoom, pan and legend state across live refreshes."""
+"""Plotly figures. ``uirevision`` keeps zoom, pan and legend state across live refreshes.
+
+Each figure is built in one ``go.Figure(data, layout)`` call from plain dicts: plotly validates
+every property it is handed, and piecemeal ``add_trace``/``update_layout``/``make_subplots`` calls
+cost several times more than the data they show (measured in ``bench/bench_dashboard.py``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from backend.records import Bars
 
@@ -13,112 +17,156 @@ CONFIG = {"displaylogo": False, "scrollZoom": True}
 _HEIGHT = 320
 
 
-def _times(open_time_ms) -> pd.DatetimeIndex:
-    return pd.to_datetime(np.asarray(open_time_ms), unit="ms", utc=True)
+def _times(open_time_ms) -> np.ndarray:
+    # Naive datetime64 (UTC; the axes say so): plotly copies it as one array, where tz-aware
+    # timestamps become an object array copied element by element on every refresh.
+    return np.asarray(open_time_ms, dtype=np.int64).astype("datetime64[ms]")
 
 
-def _layout(fig: go.Figure, title: str, key: str, height: int = _HEIGHT) -> go.Figure:
-    fig.update_layout(
-        title=title,
+def _figure(data: list[dict], title: str, key: str, height: int = _HEIGHT, **layout) -> go.Figure:
+    base = dict(
+        title=dict(text=title),
         height=height,
         uirevision=key,
         margin=dict(l=10, r=10, t=40, b=10),
         hovermode="x unified",
         showlegend=True,
         legend=dict(orientation="h", y=1.12),
+        xaxis=dict(title=dict(text="time (UTC)")),
     )
-    return fig
+    base.update(layout)
+    return go.Figure(data=data, layout=base)
+
+
+def _line(t, y, name: str, **line) -> dict:
+    return dict(type="scatter", mode="lines", x=t, y=y, name=name, line=line)
+
+
+def _hline(level: float, color: str) -> dict:
+    return dict(
+        type="line",
+        xref="paper",
+        x0=0,
+        x1=1,
+        yref="y",
+        y0=level,
+        y1=level,
+        line=dict(color=color, dash="dash", width=1),
+    )
+
+
+def _two_panes(top: float) -> dict:
+    """Layout of a price pane over a second pane sharing the time axis."""
+    return dict(
+        xaxis=dict(
+            anchor="y2", matches="x2", showticklabels=False, rangeslider=dict(visible=False)
+        ),
+        xaxis2=dict(anchor="y2", title=dict(text="time (UTC)"), rangeslider=dict(visible=False)),
+        yaxis=dict(domain=[1 - top + 0.03, 1.0]),
+        yaxis2=dict(domain=[0.0, 1 - top - 0.03]),
+    )
 
 
 def candles(bars: Bars) -> go.Figure:
     t = _times(bars.open_time)
-    fig = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25], vertical_spacing=0.03
-    )
-    fig.add_trace(
-        go.Candlestick(
-            x=t, open=bars.open, high=bars.high, low=bars.low, close=bars.close, name=bars.symbol
+    data = [
+        dict(
+            type="candlestick",
+            x=t,
+            open=bars.open,
+            high=bars.high,
+            low=bars.low,
+            close=bars.close,
+            name=bars.symbol,
+            xaxis="x",
+            yaxis="y",
         ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(go.Bar(x=t, y=bars.volume, name="volume", marker_color="#8899aa"), row=2, col=1)
-    fig.update_xaxes(rangeslider_visible=False)
-    return _layout(fig, f"{bars.symbol} · {bars.timeframe}", f"candles-{bars.symbol}", 420)
+        dict(
+            type="bar",
+            x=t,
+            y=bars.volume,
+            name="volume",
+            marker=dict(color="#8899aa"),
+            xaxis="x2",
+            yaxis="y2",
+        ),
+    ]
+    title = f"{bars.symbol} · {bars.timeframe}"
+    return _figure(data, title, f"candles-{bars.symbol}", 420, **_two_panes(0.75))
 
 
 def spread_chart(live, shown: slice, p) -> go.Figure:
-    t = _times(live.open_time[shown])
-    s = live.spread[shown]
     from backend.analytics import rolling_mean_std
 
+    t = _times(live.open_time[shown])
     mean, std = rolling_mean_std(live.spread, p.z_window_bars)
     mean, std = mean[shown], std[shown]
     k = p.z_threshold
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t, y=s, name="spread", line=dict(color="#1f77b4")))
-    fig.add_trace(go.Scatter(x=t, y=mean, name="rolling mean", line=dict(color="#555", dash="dot")))
-    fig.add_trace(
-        go.Scatter(x=t, y=mean + k * std, name=f"+{k}σ", line=dict(color="#d62728", width=1))
-    )
-    fig.add_trace(
-        go.Scatter(x=t, y=mean - k * std, name=f"−{k}σ", line=dict(color="#2ca02c", width=1))
-    )
-    return _layout(fig, "Spread  y − (α + β·x)", "spread")
+    data = [
+        _line(t, live.spread[shown], "spread", color="#1f77b4"),
+        _line(t, mean, "rolling mean", color="#555", dash="dot"),
+        _line(t, mean + k * std, f"+{k}σ", color="#d62728", width=1),
+        _line(t, mean - k * std, f"−{k}σ", color="#2ca02c", width=1),
+    ]
+    return _figure(data, "Spread  y − (α + β·x)", "spread")
 
 
 def zscore_chart(live, shown: slice, p) -> go.Figure:
     t = _times(live.open_time[shown])
-    fig = go.Figure(
-        go.Scatter(x=t, y=live.zscore[shown], name="z-score", line=dict(color="#9467bd"))
+    levels = ((p.z_threshold, "#d62728"), (-p.z_threshold, "#2ca02c"), (0, "#555"))
+    return _figure(
+        [_line(t, live.zscore[shown], "z-score", color="#9467bd")],
+        f"Z-score (window {p.z_window_bars} bars)",
+        "zscore",
+        shapes=[_hline(level, color) for level, color in levels],
     )
-    for level, color in ((p.z_threshold, "#d62728"), (-p.z_threshold, "#2ca02c"), (0, "#555")):
-        fig.add_hline(y=level, line=dict(color=color, dash="dash", width=1))
-    return _layout(fig, f"Z-score (window {p.z_window_bars} bars)", "zscore")
 
 
 def corr_chart(live, shown: slice, p) -> go.Figure:
     t = _times(live.open_time[shown])
     what = "log returns" if p.corr_on_returns else "prices"
-    fig = go.Figure(
-        go.Scatter(x=t, y=live.corr[shown], name="correlation", line=dict(color="#ff7f0e"))
+    return _figure(
+        [_line(t, live.corr[shown], "correlation", color="#ff7f0e")],
+        f"Rolling correlation of {what} ({p.corr_window_bars} bars)",
+        "corr",
+        yaxis=dict(range=[-1.05, 1.05]),
     )
-    fig.update_yaxes(range=[-1.05, 1.05])
-    return _layout(fig, f"Rolling correlation of {what} ({p.corr_window_bars} bars)", "corr")
 
 
 def kalman_chart(live, slow, shown: slice) -> go.Figure:
     t = _times(live.open_time[shown])
-    fig = go.Figure(
-        go.Scatter(x=t, y=slow.kalman_beta[shown], name="β (Kalman)", line=dict(color="#17becf"))
+    return _figure(
+        [_line(t, slow.kalman_beta[shown], "β (Kalman)", color="#17becf")],
+        "Kalman hedge ratio β_t",
+        "kalman",
     )
-    return _layout(fig, "Kalman hedge ratio β_t", "kalman")
 
 
 def equity_chart(live, slow, shown: slice) -> go.Figure:
     t = _times(live.open_time[shown])
     bt = slow.backtest
-    fig = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.03
+    data = [
+        dict(_line(t, bt.equity[shown] * 100, "equity (%)"), xaxis="x", yaxis="y"),
+        dict(_line(t, bt.position[shown], "position", shape="hv"), xaxis="x2", yaxis="y2"),
+    ]
+    return _figure(
+        data, "Backtest: cumulative return net of costs", "equity", 380, **_two_panes(0.7)
     )
-    fig.add_trace(go.Scatter(x=t, y=bt.equity[shown] * 100, name="equity (%)"), row=1, col=1)
-    fig.add_trace(
-        go.Scatter(x=t, y=bt.position[shown], name="position", line=dict(shape="hv")), row=2, col=1
-    )
-    return _layout(fig, "Backtest: cumulative return net of costs", "equity", 380)
 
 
 def heatmap(matrix: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix.to_numpy(),
+    values = matrix.to_numpy()
+    data = [
+        dict(
+            type="heatmap",
+            z=values,
             x=list(matrix.columns),
             y=list(matrix.index),
             zmin=-1,
             zmax=1,
             colorscale="RdBu",
-            text=np.round(matrix.to_numpy(), 2),
+            text=np.round(values, 2),
             texttemplate="%{text}",
         )
-    )
-    return _layout(fig, "Correlation of log returns", "heatmap", 360)
+    ]
+    return _figure(data, "Correlation of log returns", "heatmap", 360, xaxis=dict())
