@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_positive(int), default=0, help="0 picks a free port")
     s.add_argument("--speed", type=_positive(float), default=1.0, help="0 = as fast as possible")
     s.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
+    s.add_argument(
+        "--cycles",
+        type=_positive(int),
+        default=1,
+        help="replay the recording N times, ids and times moving on each pass (0 = forever)",
+    )
     for flag, help_text in (
         ("--drop-every", "abort connections after every N messages"),
         ("--skip-on-drop", "trades not streamed after a drop (REST still has them)"),
@@ -158,6 +164,8 @@ def _serve(args) -> int:
     exchange = LocalExchange(
         **source,
         speed=args.speed or None,
+        loop=args.cycles != 1,
+        cycles=args.cycles or None,
         faults=faults,
         host=args.host,
         port=args.port,

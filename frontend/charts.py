@@ -31,7 +31,7 @@ def _figure(data: list[dict], title: str, key: str, height: int = _HEIGHT, **lay
         margin=dict(l=10, r=10, t=40, b=10),
         hovermode="x unified",
         showlegend=True,
-        legend=dict(orientation="h", y=1.12),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
         xaxis=dict(title=dict(text="time (UTC)")),
     )
     base.update(layout)

@@ -163,6 +163,7 @@ class LocalExchange:
         ping_interval_s: float | None = 180.0,
         chunk: int = 256,
         loop: bool = False,
+        cycles: int | None = None,
     ) -> None:
         if (trades is None) == (simulator is None):
             raise ValueError("give recorded trades or a simulator")
@@ -173,6 +174,7 @@ class LocalExchange:
         self._chunk = chunk
         self._sim = simulator
         self.loop = loop
+        self.cycles = cycles  # with loop: stop after this many passes (None: never)
         self.symbols = simulator.symbols if simulator else list(trades)
         span = 0
         if trades:
@@ -426,9 +428,9 @@ class LocalExchange:
                         self._pub[s].count = int(index[-1]) + 1
                 # Interleave the symbols in time order as the exchange would.
                 await self._deliver(_merge_in_time(per_symbol))
-            if not self.loop:
-                return
             cycle += 1
+            if not self.loop or (self.cycles is not None and cycle >= self.cycles):
+                return
 
     async def _simulate(self) -> None:
         step_s = 0.05
