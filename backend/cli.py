@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume exactly (backfilling the outage) if the last save is at most this old",
     )
 
+    k = sub.add_parser(
+        "soak", help="local exchange + collector at a fixed rate; reports each minute"
+    )
+    k.add_argument("--minutes", type=_positive(float), default=30.0)
+    k.add_argument("--rate", type=_positive(float), default=1_000.0, help="messages per second")
+    k.add_argument("--db", default=None, help="SQLite file (default: a temporary one)")
+    k.add_argument("--report-every", type=_positive(float), default=60.0, metavar="SECONDS")
+
     s = sub.add_parser("serve", help="run the local Binance-compatible exchange")
     s.add_argument("--source", choices=["replay", "simulate"], default="replay")
     s.add_argument("--files", nargs="*", default=None, help="NDJSON / aggTrades CSV to replay")
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "collect":
             return _collect(args)
+        if args.command == "soak":
+            return _soak(args)
         return _serve(args)
     except ConfigError as exc:
         sys.stderr.write(f"python -m backend {args.command}: error: {exc}\n")
@@ -131,6 +141,20 @@ def _collect(args) -> int:
     return run_collector(
         cfg, args.db, args.duration, args.flush_interval, resume_max_age_s=args.resume_max_age
     )
+
+
+def _soak(args) -> int:
+    from backend.soak import SoakOptions, run_soak
+
+    if args.rate <= 0:
+        raise ConfigError("--rate must be > 0")
+    opts = SoakOptions(
+        minutes=args.minutes,
+        rate_msgs_per_s=args.rate,
+        db=args.db,
+        report_every_s=args.report_every,
+    )
+    return run_soak(opts)
 
 
 def _serve(args) -> int:
