@@ -123,21 +123,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _collect(args) -> int:
     from backend.collector import run_collector
-    from backend.rest import RestClient, RestError
+    from backend.rest import unknown_symbols
 
     cfg = FeedConfig(
         symbols=parse_symbols(args.symbols),
         ws_url=check_url(args.ws_url, ("ws", "wss"), "--ws-url"),
         rest_url=check_url(args.rest_url, ("http", "https"), "--rest-url"),
     )
-    try:
-        listed = RestClient(cfg.rest_url, timeout_s=5.0).trading_symbols()
-    except RestError as exc:
-        log.warning("cannot check symbols against exchangeInfo (%s); continuing", exc)
-    else:
-        unknown = [s for s in cfg.symbols if s not in listed]
-        if unknown:
-            raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
+    unknown = unknown_symbols(cfg.rest_url, cfg.symbols)
+    if unknown:
+        raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
     return run_collector(
         cfg, args.db, args.duration, args.flush_interval, resume_max_age_s=args.resume_max_age
     )

@@ -15,9 +15,11 @@ from backend.config import (
     DEFAULT_WS_URL,
     RESUME_MAX_AGE_S,
     SHARED_SAMPLE,
+    ConfigError,
     FeedConfig,
 )
 from backend.ingestion import Ingestor
+from backend.rest import unknown_symbols
 from backend.state import TickStore
 from backend.storage import BarStore
 
@@ -57,16 +59,33 @@ class Engine:
             raise ValueError(f"unknown source {opts.source!r}; choose one of {', '.join(SOURCES)}")
         self.opts = opts
         self.exchange = None
+        self.db = BarStore(opts.db_path)  # first: a bad path fails before any thread starts
+        try:
+            self._start(opts)
+        except BaseException:
+            if self.exchange is not None:
+                self.exchange.stop()
+            self.db.close()
+            raise
+
+    def _start(self, opts: EngineOptions) -> None:
         ws_url, rest_url, symbols = opts.ws_url, opts.rest_url, list(opts.symbols)
         if opts.source != "live":
             self.exchange = self._local_exchange(opts)
             self.exchange.start()
             ws_url, rest_url = self.exchange.ws_url, self.exchange.rest_url
             symbols = [s for s in symbols if s in self.exchange.symbols] or self.exchange.symbols
+        self.unknown_symbols: list[str] = []
+        if opts.source == "live":
+            self.unknown_symbols = unknown_symbols(rest_url, symbols, timeout_s=3.0) or []
+            symbols = [s for s in symbols if s not in self.unknown_symbols]
+            if not symbols:
+                raise ConfigError(
+                    f"none of the symbols {', '.join(opts.symbols)} is listed at {rest_url}"
+                )
         self.symbols = symbols
         self.store = TickStore(symbols, opts.tick_capacity)
         self.cfg = FeedConfig(symbols=symbols, ws_url=ws_url, rest_url=rest_url)
-        self.db = BarStore(opts.db_path)
         self.resumed: list[str] = []
         if opts.source == "live":
             # Only Binance's ids continue across runs; a replay or simulation starts over.

@@ -78,3 +78,13 @@ class RestClient:
             return {s["symbol"] for s in info["symbols"]}
         except (ValueError, KeyError, TypeError) as exc:
             raise RestError(f"exchangeInfo has an unexpected shape: {exc}") from exc
+
+
+def unknown_symbols(rest_url: str, symbols: list[str], timeout_s: float = 5.0) -> list[str] | None:
+    """The symbols ``exchangeInfo`` does not list, or None when it cannot be asked."""
+    try:
+        listed = RestClient(rest_url, timeout_s).trading_symbols()
+    except RestError as exc:
+        log.warning("cannot check symbols against exchangeInfo (%s); continuing", exc)
+        return None
+    return [s for s in symbols if s not in listed]

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from backend import analytics as an
+from backend.config import ConfigError
 from backend.engine import Engine, EngineOptions
 from backend.pairs import PairParams, live_stats, needed_bars, slow_stats
 from backend.records import TIMEFRAMES_MS, Bars
@@ -49,8 +50,17 @@ def main(opts: EngineOptions) -> None:
     st.session_state.setdefault("source", opts.source)
     st.session_state.setdefault("alerts", [])
     st.session_state.setdefault("rules", [])
-    engine = get_engine(opts.with_source(st.session_state["source"]))
     st.title("Pair analytics · Binance USD-M futures")
+    try:
+        engine = get_engine(opts.with_source(st.session_state["source"]))
+    except (ConfigError, StorageError) as exc:
+        st.error(f"Cannot start: {exc}")
+        st.stop()
+    if engine.unknown_symbols:
+        st.error(
+            f"Unknown symbol(s) {', '.join(engine.unknown_symbols)}: not listed by "
+            f"{engine.cfg.rest_url}/fapi/v1/exchangeInfo, so not streamed."
+        )
     live_strip(engine)
     offline_notice(engine, opts)
     uploads = upload_panel()

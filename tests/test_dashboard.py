@@ -178,3 +178,40 @@ def test_save_to_sqlite_writes_every_bar(app_env, dec_trades):
     assert written == rows == expected_rows
     [b for b in at.button if b.label.startswith("Save to SQLite")][0].click().run()
     assert "0 rows written" in " ".join(s.value for s in at.success)  # idempotent
+
+
+def test_live_source_names_unknown_symbols_and_streams_the_rest(
+    monkeypatch, tmp_path, exchange_factory, dec_trades
+):
+    """The live path of the page against the local exchange: a symbol exchangeInfo does not
+    list is named on the page and left out; the others stream."""
+    ex = exchange_factory(trades=dec_trades, speed=None)
+    monkeypatch.setenv("PAIRDASH_SOURCE", "live")
+    monkeypatch.setenv("PAIRDASH_SYMBOLS", "BTCUSDT,NOPEUSDT,ETHUSDT")
+    monkeypatch.setenv("PAIRDASH_WS_URL", ex.ws_url)
+    monkeypatch.setenv("PAIRDASH_REST_URL", ex.rest_url)
+    monkeypatch.setenv("PAIRDASH_DB", str(tmp_path / "market.db"))
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=60)
+        total = sum(len(b) for b in dec_trades.values())
+        run_until(at, lambda a: metric(a, "Ticks") == f"{total:,}")
+        errors = [e.value for e in at.error]
+        assert any("Unknown symbol(s) NOPEUSDT" in e for e in errors), errors
+        assert "NOPEUSDT" not in [m.label for m in at.metric]
+    finally:
+        st.cache_resource.clear()
+
+
+def test_an_unusable_database_path_is_a_message_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("PAIRDASH_SOURCE", "replay")
+    monkeypatch.setenv("PAIRDASH_REPLAY_SPEED", "0")
+    monkeypatch.setenv("PAIRDASH_DB", str(tmp_path / "no" / "such" / "dir" / "market.db"))
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        assert not at.exception
+        assert any("Cannot start" in e.value and "cannot open" in e.value for e in at.error)
+    finally:
+        st.cache_resource.clear()

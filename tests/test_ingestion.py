@@ -42,10 +42,12 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def run_to_completion(ex, cfg, timeout_s=60.0):
+def run_to_completion(ex, cfg, timeout_s=60.0, during=None):
     store = TickStore(cfg.symbols)
     ingestor = Ingestor(store, cfg).start()
     try:
+        if during is not None:
+            during(ingestor)
         wait_for(ex.done.is_set, timeout_s, "the replay to finish")
         expected = {s: len(ex.published(s)) for s in cfg.symbols}
         wait_for(
@@ -121,7 +123,16 @@ def test_collector_db_equals_reference_through_drops_duplicates_and_junk(
 
 def test_refused_connections_back_off_then_resume(exchange_factory, dec_trades):
     ex = exchange_factory(trades=dec_trades, speed=None, faults=FaultPlan(refuse_connections=4))
-    store, health = run_to_completion(ex, feed_config(ex))
+    states = []
+
+    def watch(ingestor):
+        wait_for(lambda: ingestor.health.snapshot().state == "reconnecting", 10, "reconnecting")
+        states.append("reconnecting")
+        wait_for(lambda: ingestor.health.snapshot().state == "connected", 30, "connected")
+        states.append("connected")
+
+    store, health = run_to_completion(ex, feed_config(ex), during=watch)
+    assert states == ["reconnecting", "connected"]
     assert health.reconnects >= 4 and ex.stats["refused"] == 4
     assert_store_matches_exchange(store, ex)
 
