@@ -24,7 +24,7 @@ from backend.uploads import UploadError, parse_upload
 from frontend import charts
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
-LIVE_REFRESH_S = 0.5
+LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target: 500 ms)
 ANALYSIS_REFRESH_S = 1.0
 
 
@@ -315,9 +315,10 @@ def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
         st.dataframe(table.tail(200).iloc[::-1], hide_index=True)
         st.download_button(
             "Download analytics CSV",
-            table.to_csv(index=False).encode(),
+            lambda: table.to_csv(index=False).encode(),  # built on click, not every refresh
             file_name=f"analytics_{controls.y}_{controls.x}_{controls.timeframe}.csv",
             mime="text/csv",
+            on_click="ignore",
         )
     with tabs[7]:
         history = st.session_state["alerts"]
@@ -487,6 +488,7 @@ def export_panel(engine: Engine, controls: Controls) -> None:
         file_name=f"bars_{tf}.csv",
         mime="text/csv",
         key="download_bars",
+        on_click="ignore",  # no rerun: a rerun racing the download could cancel it
     )
     if right.button(f"Save to SQLite ({engine.opts.db_path})", key="save_sqlite"):
         save_with_progress(engine, right)
