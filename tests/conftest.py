@@ -4,6 +4,8 @@ pandas reference for bars (written from the kline definition, not from our code)
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,24 @@ def exchange_factory():
     yield make
     for ex in started:
         ex.stop()
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    """Poll a condition with a hard deadline (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def collect_argv(ex: LocalExchange, db_path, *extra: str) -> list[str]:
+    """``python -m backend collect`` against a local exchange (the CLI contract's flags)."""
+    return [
+        sys.executable, "-m", "backend", "collect", "--symbols", "BTCUSDT,ETHUSDT",
+        "--ws-url", ex.ws_url, "--rest-url", ex.rest_url, "--db", str(db_path), *extra,
+    ]  # fmt: skip
 
 
 def reference_bars(trades: TradeBatch, tf_ms: int) -> pd.DataFrame:

@@ -6,7 +6,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,8 +14,15 @@ from backend.collector import BarFlusher, resume_from_storage
 from backend.records import TIMEFRAMES_MS
 from backend.state import TickStore
 from backend.storage import BarStore
-from tests.conftest import ROOT, assert_bars_equal, reference_bars, trades_batch
-from tests.test_ingestion import SYMBOLS, wait_for
+from tests.conftest import (
+    ROOT,
+    assert_bars_equal,
+    collect_argv,
+    reference_bars,
+    trades_batch,
+    wait_for,
+)
+from tests.test_ingestion import SYMBOLS
 
 
 def test_resume_point_is_the_second_of_the_last_gap_free_id():
@@ -81,22 +87,7 @@ def test_an_old_resume_point_is_not_used(dec_trades, tmp_path):
 
 def _collector(ex, db_path) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "collect",
-            "--symbols",
-            ",".join(SYMBOLS),
-            "--ws-url",
-            ex.ws_url,
-            "--rest-url",
-            ex.rest_url,
-            "--db",
-            str(db_path),
-            "--flush-interval",
-            "0.5",
-        ],
+        collect_argv(ex, db_path, "--flush-interval", "0.5"),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

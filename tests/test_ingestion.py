@@ -15,7 +15,7 @@ from backend.ingestion import Backoff, Ingestor
 from backend.records import TIMEFRAMES_MS
 from backend.state import TickStore
 from backend.storage import BarStore
-from tests.conftest import ROOT, assert_bars_equal, reference_bars
+from tests.conftest import ROOT, assert_bars_equal, collect_argv, reference_bars, wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
@@ -30,16 +30,6 @@ def feed_config(ex, **overrides) -> FeedConfig:
     )
     base.update(overrides)
     return FeedConfig(**base)
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    """Poll a condition with a hard deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def run_to_completion(ex, cfg, timeout_s=60.0, during=None):
@@ -81,22 +71,7 @@ def test_collector_db_equals_reference_through_drops_duplicates_and_junk(
     ex = exchange_factory(trades=dec_trades, speed=None, faults=faults)
     db_path = tmp_path / "market.db"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "collect",
-            "--symbols",
-            "BTCUSDT,ETHUSDT",
-            "--ws-url",
-            ex.ws_url,
-            "--rest-url",
-            ex.rest_url,
-            "--db",
-            str(db_path),
-            "--duration",
-            "8",
-        ],
+        collect_argv(ex, db_path, "--duration", "8"),
         cwd=ROOT,
         capture_output=True,
         text=True,
