@@ -68,7 +68,7 @@ def main(opts: EngineOptions) -> None:
     if controls is None:
         return
     analysis(engine, controls, uploads)
-    export_panel(engine, controls)
+    export_panel(engine, controls, uploads)
 
 
 # --- live strip ---------------------------------------------------------------------------------
@@ -243,12 +243,19 @@ def _tail(bars: Bars, n: int) -> Bars:
     return bars.slice(max(0, len(bars) - n))
 
 
-@st.fragment(run_every=ANALYSIS_REFRESH_S)
-def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
+def pair_bars(engine: Engine, controls: Controls, uploads: dict) -> tuple[Bars, Bars]:
+    """The bars the pair figures need: those shown plus the longest window before them."""
     p = controls.params
     keep = controls.shown_bars + max(p.lookback_bars, p.z_window_bars, p.corr_window_bars) + 1
     yb = _tail(bars_for(engine, controls, uploads, controls.y), keep)
     xb = _tail(bars_for(engine, controls, uploads, controls.x), keep)
+    return yb, xb
+
+
+@st.fragment(run_every=ANALYSIS_REFRESH_S)
+def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
+    p = controls.params
+    yb, xb = pair_bars(engine, controls, uploads)
     need = needed_bars(p)
     have = len(np.intersect1d(yb.open_time, xb.open_time)) if len(yb) and len(xb) else 0
     if have < need:
@@ -265,67 +272,87 @@ def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
         live = live_stats(yb, xb, p, kalman=slow)
     figures(live, slow, p)
     fire_alerts(live, yb, xb, controls)
+    analysis_tabs(engine, controls, uploads, yb, xb, live, slow)
+
+
+TABS = ("Prices", "Spread & z-score", "Correlation", "Kalman β", "Backtest", "Heatmap", "Table",
+        "Alerts")  # fmt: skip
+
+
+def analysis_tabs(engine, controls: Controls, uploads: dict, yb, xb, live, slow) -> None:
+    """Only the open tab is computed and sent each refresh (lazy tabs): the browser re-draws
+    one set of charts a second, not seven."""
+    p = controls.params
     shown = slice(-controls.shown_bars, None)
-    tabs = st.tabs(
-        [
-            "Prices",
-            "Spread & z-score",
-            "Correlation",
-            "Kalman β",
-            "Backtest",
-            "Heatmap",
-            "Table",
-            "Alerts",
-        ]
-    )
+    tabs = st.tabs(TABS, key="analysis_tab", on_change="rerun")
     with tabs[0]:
-        price_charts(yb, xb, controls)
+        if tabs[0].open:
+            price_charts(yb, xb, controls)
     with tabs[1]:
-        st.plotly_chart(charts.spread_chart(live, shown, p), key="spread", config=charts.CONFIG)
-        st.plotly_chart(charts.zscore_chart(live, shown, p), key="z", config=charts.CONFIG)
+        if tabs[1].open:
+            st.plotly_chart(charts.spread_chart(live, shown, p), key="spread", config=charts.CONFIG)
+            st.plotly_chart(charts.zscore_chart(live, shown, p), key="z", config=charts.CONFIG)
     with tabs[2]:
-        st.plotly_chart(charts.corr_chart(live, shown, p), key="corr", config=charts.CONFIG)
+        if tabs[2].open:
+            st.plotly_chart(charts.corr_chart(live, shown, p), key="corr", config=charts.CONFIG)
     with tabs[3]:
-        if slow is not None and p.method == "kalman":
+        if not tabs[3].open:
+            pass
+        elif slow is not None and p.method == "kalman":
             st.plotly_chart(
                 charts.kalman_chart(live, slow, shown), key="kalman", config=charts.CONFIG
             )
         else:
             st.info("Choose the Kalman regression to see the time-varying hedge ratio.")
     with tabs[4]:
-        if slow is not None:
+        if tabs[4].open and slow is not None:
             st.plotly_chart(
                 charts.equity_chart(live, slow, shown), key="equity", config=charts.CONFIG
             )
             st.dataframe(slow.backtest.trades.tail(50), hide_index=True)
     with tabs[5]:
-        heatmap(engine, controls, uploads)
+        if tabs[5].open:
+            heatmap(engine, controls, uploads)
     with tabs[6]:
-        table = an.bar_stats_table(
-            live.open_time,
-            np.exp(live.y) if p.log_prices else live.y,
-            np.exp(live.x) if p.log_prices else live.x,
-            _aligned_volume(yb, live),
-            _aligned_volume(xb, live),
-            live.spread,
-            live.zscore,
-            p.z_window_bars,
-            (controls.y, controls.x),
-        )
-        st.dataframe(table.tail(200).iloc[::-1], hide_index=True)
-        st.download_button(
-            "Download analytics CSV",
-            lambda: table.to_csv(index=False).encode(),  # built on click, not every refresh
-            file_name=f"analytics_{controls.y}_{controls.x}_{controls.timeframe}.csv",
-            mime="text/csv",
-            on_click="ignore",
-        )
+        if tabs[6].open:
+            table = stats_frame(controls, yb, xb, live)
+            st.dataframe(table.tail(200).iloc[::-1], hide_index=True)
+            st.caption("The whole table: **Download analytics CSV** under Export.")
     with tabs[7]:
-        history = st.session_state["alerts"]
-        if history:
-            st.dataframe(pd.DataFrame(history[::-1]), hide_index=True)
-        else:
-            st.caption("No alert has fired yet.")
+        if tabs[7].open:
+            history = st.session_state["alerts"]
+            if history:
+                st.dataframe(pd.DataFrame(history[::-1]), hide_index=True)
+            else:
+                st.caption("No alert has fired yet.")
+
+
+def stats_frame(controls: Controls, yb: Bars, xb: Bars, live) -> pd.DataFrame:
+    p = controls.params
+    return an.bar_stats_table(
+        live.open_time,
+        np.exp(live.y) if p.log_prices else live.y,
+        np.exp(live.x) if p.log_prices else live.x,
+        _aligned_volume(yb, live),
+        _aligned_volume(xb, live),
+        live.spread,
+        live.zscore,
+        p.z_window_bars,
+        (controls.y, controls.x),
+    )
+
+
+def analytics_csv(engine: Engine, controls: Controls, uploads: dict) -> bytes:
+    """The per-bar stats table of the current data, built when the download is clicked."""
+    yb, xb = pair_bars(engine, controls, uploads)
+    p = controls.params
+    try:
+        live = live_stats(yb, xb, p)
+        if p.method == "kalman":
+            live = live_stats(yb, xb, p, kalman=slow_stats(yb, xb, p, live))
+    except ValueError as exc:
+        return f"# no pair statistics yet: {exc}\n".encode()
+    return stats_frame(controls, yb, xb, live).to_csv(index=False).encode()
 
 
 def _aligned_volume(bars: Bars, live) -> np.ndarray:
@@ -474,9 +501,11 @@ def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
 # --- export ------------------------------------------------------------------------------------
 
 
-def export_panel(engine: Engine, controls: Controls) -> None:
+def export_panel(engine: Engine, controls: Controls, uploads: dict) -> None:
+    # Outside the refreshing fragments: a download button re-made every second can lose its
+    # file between the click and the request.
     st.subheader("Export")
-    left, right = st.columns(2)
+    left, middle, right = st.columns(3)
     tf = controls.timeframe
 
     def csv_bytes() -> bytes:  # called when the button is clicked: always the current bars
@@ -489,6 +518,14 @@ def export_panel(engine: Engine, controls: Controls) -> None:
         mime="text/csv",
         key="download_bars",
         on_click="ignore",  # no rerun: a rerun racing the download could cancel it
+    )
+    middle.download_button(
+        f"Download analytics CSV ({controls.y}/{controls.x}, {tf})",
+        lambda: analytics_csv(engine, controls, uploads),
+        file_name=f"analytics_{controls.y}_{controls.x}_{tf}.csv",
+        mime="text/csv",
+        key="download_analytics",
+        on_click="ignore",
     )
     if right.button(f"Save to SQLite ({engine.opts.db_path})", key="save_sqlite"):
         save_with_progress(engine, right)

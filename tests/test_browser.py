@@ -135,6 +135,23 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
             later = wait_until(lambda: (v := ticks_value(page)) > first and v, 20, "ticks to rise")
             assert later > first
 
+            # Warmed up at 1s: the Table tab opens (lazy: computed only when open); the analytics
+            # CSV downloads, and its z-score is pandas' trailing z of its own spread.
+            page.get_by_test_id("stMetric").filter(has_text="Hedge ratio").first.wait_for(
+                timeout=60_000
+            )
+            page.get_by_role("tab", name="Table").click()
+            page.get_by_text("The whole table").wait_for(timeout=20_000)
+            with page.expect_download(timeout=20_000) as info:
+                page.get_by_role("button", name="Download analytics CSV").click()
+            table = pd.read_csv(info.value.path())
+            assert {"time", "ETHUSDT_close", "BTCUSDT_close", "spread", "zscore"} <= set(table)
+            spread = table["spread"]
+            z = (spread - spread.rolling(60).mean()) / spread.rolling(60).std(ddof=1)
+            assert table["zscore"].notna().sum() >= 1
+            np.testing.assert_allclose(table["zscore"], z, rtol=1e-6, atol=1e-9)
+            page.get_by_role("tab", name="Prices").click()
+
             # Switch the timeframe to 1m: the candles are titled with it.
             page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
             page.get_by_text("· 1m").first.wait_for(timeout=20_000)
