@@ -11,7 +11,9 @@ What each figure uses (the README repeats this):
 * z-score: trailing ``z_window_bars`` mean and sample std of the spread;
 * correlation: trailing ``corr_window_bars`` Pearson correlation of log returns (or prices);
 * ADF and Engle-Granger p-values, half-life: the spread / the series over the lookback window;
-* backtest: the z-score above over all shown bars, entry/exit thresholds, costs in bps.
+* backtest: walk-forward over all shown bars: at each bar the trailing-OLS (or Kalman) beta
+  and alpha of the lookback ending there, the spread from them and its trailing z-score; entry/
+  exit thresholds, costs in bps. No decision uses a later bar.
 """
 
 from __future__ import annotations
@@ -119,12 +121,12 @@ def slow_stats(y_bars: Bars, x_bars: Bars, p: PairParams, live: LiveStats) -> Sl
             y[-n:], x[-n:], delta=p.kalman_delta, obs_var=_obs_var(y, x, n)
         )
     window_spread = live.spread[-n:]
-    beta_for_bt = live.beta if np.ndim(live.beta) == 0 else np.asarray(live.beta)
+    bt_beta, bt_z = walk_forward_signal(y, x, p, kb, ka)
     bt = an.backtest(
         y,
         x,
-        live.zscore,
-        beta_for_bt,
+        bt_z,
+        bt_beta,
         entry=p.z_threshold,
         exit=0.0,
         cost_bps=p.cost_bps,
@@ -139,6 +141,19 @@ def slow_stats(y_bars: Bars, x_bars: Bars, p: PairParams, live: LiveStats) -> Sl
         np.asarray(ka),
         bt,
     )
+
+
+def walk_forward_signal(y, x, p: PairParams, kalman_beta, kalman_alpha):
+    """Per-bar ``(beta_t, z_t)`` for the backtest using only bars up to ``t``: trailing OLS over
+    ``lookback_bars`` (the filtered Kalman state for that method), the spread from it, and the
+    trailing z-score of that spread. The headline beta is fitted on the latest window, so a
+    backtest on it would trade earlier bars with a hedge ratio from their future."""
+    if p.method == "kalman":
+        beta, alpha = np.asarray(kalman_beta), np.asarray(kalman_alpha)
+    else:
+        beta, alpha = (np.asarray(v) for v in an.rolling_hedge_ratio(y, x, p.lookback_bars))
+    spread = np.asarray(y) - (alpha + beta * np.asarray(x))
+    return beta, np.asarray(an.zscore(spread, p.z_window_bars))
 
 
 def _obs_var(y: np.ndarray, x: np.ndarray, n: int) -> float:
