@@ -401,8 +401,9 @@ def figures(live, slow, p: PairParams) -> None:
     c[7].metric(
         "Backtest return",
         f"{s['total_return'] * 100:+.2f}%",
-        help=f"Sharpe {_fmt(s['sharpe'], 2)} · max DD {s['max_drawdown'] * 100:.2f}% · "
-        f"hit rate {_fmt(s['hit_rate'], 2)} · {int(s['trades'])} trades",
+        help=f"walk-forward, net of costs · Sharpe {_fmt(s['sharpe'], 2)} · max DD "
+        f"{s['max_drawdown'] * 100:.2f}% · hit rate {_fmt(s['hit_rate'], 2)} · "
+        f"{int(s['trades'])} trades",
     )
 
 
