@@ -443,6 +443,8 @@ def _round_trips(signal: np.ndarray, gross: np.ndarray, cost: np.ndarray) -> pd.
 def log_returns(prices) -> np.ndarray:
     """``ln(p_t / p_{t-1})``; the first value is NaN."""
     p = _as_array(prices)
+    if len(p) == 0:
+        return np.empty(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.concatenate(([np.nan], np.diff(np.log(p))))
 

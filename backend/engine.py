@@ -18,6 +18,7 @@ from backend.config import (
     ConfigError,
     FeedConfig,
 )
+from backend.csv_export import BarsCsv
 from backend.ingestion import Ingestor
 from backend.rest import unknown_symbols
 from backend.state import TickStore
@@ -93,6 +94,7 @@ class Engine:
                 self.store, self.db, RESUME_MAX_AGE_S, history_s=RESUME_HISTORY_S
             )
         self.ingestor = Ingestor(self.store, self.cfg).start()
+        self.bars_csv = BarsCsv()  # formatted CSV rows, shared by every browser session
         self.save_lock = threading.Lock()
 
     @staticmethod

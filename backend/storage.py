@@ -1,15 +1,12 @@
-"""SQLite persistence of bars (WAL mode, parameterised SQL, idempotent upserts) and CSV export."""
+"""SQLite persistence of bars (WAL mode, parameterised SQL, idempotent upserts)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -177,28 +174,3 @@ def _explain(exc: sqlite3.Error, path: str) -> str:
     if "unable to open" in text:
         return f"cannot open database {path}: check the folder exists and is writable ({text})"
     return f"database error on {path}: {text}"
-
-
-def iso_utc(open_time_ms: np.ndarray) -> list[str]:
-    return [
-        datetime.fromtimestamp(ms / 1000, tz=UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-        for ms in open_time_ms.tolist()
-    ]
-
-
-def bars_to_csv(bars_list: Iterable[Bars]) -> bytes:
-    """CSV of bars: ``symbol,timeframe,`` the table's columns, and ``time`` (ISO-8601 UTC)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["symbol", "timeframe", *BAR_COLUMNS, "time"])
-    for bars in bars_list:
-        cols = [getattr(bars, c).tolist() for c in BAR_COLUMNS]
-        for values, iso in zip(zip(*cols, strict=True), iso_utc(bars.open_time), strict=True):
-            writer.writerow([bars.symbol, bars.timeframe, *map(_fmt, values), iso])
-    return buf.getvalue().encode()
-
-
-def _fmt(value) -> str:
-    return repr(value) if isinstance(value, float) else str(value)

@@ -19,13 +19,14 @@ from backend.config import ConfigError
 from backend.engine import Engine, EngineOptions
 from backend.pairs import PairParams, live_stats, needed_bars, slow_stats
 from backend.records import TIMEFRAMES_MS, Bars
-from backend.storage import StorageError, bars_to_csv
+from backend.storage import StorageError
 from backend.uploads import UploadError, parse_upload
 from frontend import charts
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
-LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target: 500 ms)
+LIVE_REFRESH_S = 0.5  # a trade is on screen within this plus render time
 ANALYSIS_REFRESH_S = 1.0
+EXPORT_REFRESH_S = 2.0
 
 
 @st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
@@ -252,12 +253,16 @@ def pair_bars(engine: Engine, controls: Controls, uploads: dict) -> tuple[Bars, 
     return yb, xb
 
 
+def common_bars(yb: Bars, xb: Bars) -> int:
+    return len(np.intersect1d(yb.open_time, xb.open_time)) if len(yb) and len(xb) else 0
+
+
 @st.fragment(run_every=ANALYSIS_REFRESH_S)
 def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
     p = controls.params
     yb, xb = pair_bars(engine, controls, uploads)
     need = needed_bars(p)
-    have = len(np.intersect1d(yb.open_time, xb.open_time)) if len(yb) and len(xb) else 0
+    have = common_bars(yb, xb)
     if have < need:
         st.info(
             f"Warming up: needs {need - have} more {controls.timeframe} bars of both "
@@ -346,13 +351,16 @@ def analytics_csv(engine: Engine, controls: Controls, uploads: dict) -> bytes:
     """The per-bar stats table of the current data, built when the download is clicked."""
     yb, xb = pair_bars(engine, controls, uploads)
     p = controls.params
+    have, need = common_bars(yb, xb), needed_bars(p)
+    if have < need:
+        return f"# warming up: {have} of {need} {controls.timeframe} bars so far\n".encode()
     try:
         live = live_stats(yb, xb, p)
         if p.method == "kalman":
             live = live_stats(yb, xb, p, kalman=slow_stats(yb, xb, p, live))
+        return stats_frame(controls, yb, xb, live).to_csv(index=False).encode()
     except ValueError as exc:
-        return f"# no pair statistics yet: {exc}\n".encode()
-    return stats_frame(controls, yb, xb, live).to_csv(index=False).encode()
+        return f"# no pair statistics: {exc}\n".encode()
 
 
 def _aligned_volume(bars: Bars, live) -> np.ndarray:
@@ -502,27 +510,25 @@ def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
 # --- export ------------------------------------------------------------------------------------
 
 
+@st.fragment(run_every=EXPORT_REFRESH_S)
 def export_panel(engine: Engine, controls: Controls, uploads: dict) -> None:
-    # Outside the refreshing fragments: a download button re-made every second can lose its
-    # file between the click and the request.
+    # The files are built here, every few seconds, not on click: Streamlit drops a file made on
+    # click after two script runs end, and this page ends several a second, so a slow browser
+    # could lose the download. Only changed rows are re-formatted (backend.csv_export).
     st.subheader("Export")
     left, middle, right = st.columns(3)
     tf = controls.timeframe
-
-    def csv_bytes() -> bytes:  # called when the button is clicked: always the current bars
-        return bars_to_csv(engine.store.bars(s, tf) for s in engine.symbols)
-
     left.download_button(
         f"Download CSV ({tf} bars, all symbols)",
-        csv_bytes,
+        engine.bars_csv.export(engine.store.bars(s, tf) for s in engine.symbols),
         file_name=f"bars_{tf}.csv",
         mime="text/csv",
         key="download_bars",
-        on_click="ignore",  # no rerun: a rerun racing the download could cancel it
+        on_click="ignore",
     )
     middle.download_button(
         f"Download analytics CSV ({controls.y}/{controls.x}, {tf})",
-        lambda: analytics_csv(engine, controls, uploads),
+        analytics_csv(engine, controls, uploads),
         file_name=f"analytics_{controls.y}_{controls.x}_{tf}.csv",
         mime="text/csv",
         key="download_analytics",
@@ -530,6 +536,13 @@ def export_panel(engine: Engine, controls: Controls, uploads: dict) -> None:
     )
     if right.button(f"Save to SQLite ({engine.opts.db_path})", key="save_sqlite"):
         save_with_progress(engine, right)
+    last = st.session_state.get("last_save")
+    if last is not None:
+        (right.success if last[0] else right.error)(last[1])
+    st.caption(
+        f"CSV files as of {time.strftime('%H:%M:%S', time.gmtime())} UTC, rebuilt every "
+        f"{EXPORT_REFRESH_S:g} s; Save to SQLite writes every bar of all three timeframes."
+    )
 
 
 def save_with_progress(engine: Engine, where) -> None:
@@ -547,9 +560,12 @@ def save_with_progress(engine: Engine, where) -> None:
             engine.db.upsert([], points)  # only once every bar they cover is saved
     except StorageError as exc:
         bar.empty()
-        where.error(f"Nothing more was saved: {exc}")
+        st.session_state["last_save"] = (False, f"Nothing more was saved: {exc}")
         return
     bar.empty()
-    where.success(
-        f"Saved to {engine.opts.db_path}: {written:,} rows written (inserted or changed)."
+    # Kept in the session: the panel is redrawn every few seconds and must keep saying it.
+    st.session_state["last_save"] = (
+        True,
+        f"Saved to {engine.opts.db_path} at {time.strftime('%H:%M:%S', time.gmtime())} UTC: "
+        f"{written:,} rows written (inserted or changed).",
     )

@@ -242,3 +242,11 @@ def test_correlation_matrix_and_stats_table(pair):
     np.testing.assert_allclose(
         table["Y_vol"], pd.Series(rets["Y"]).rolling(30).std(), rtol=1e-7, equal_nan=True
     )
+
+
+def test_log_returns_keep_the_input_length_even_when_empty():
+    assert len(an.log_returns(np.array([]))) == 0
+    np.testing.assert_allclose(
+        an.log_returns([1.0, np.e, 1.0]), [np.nan, 1.0, -1.0], equal_nan=True
+    )
+    assert len(an.bar_stats_table(np.arange(0), *([np.array([])] * 6), 60)) == 0

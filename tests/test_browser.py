@@ -158,7 +158,7 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
 
             # Download the 1m bars and check every closed bar against the recorded trades.
             with page.expect_download(timeout=20_000) as info:
-                page.get_by_text("Download CSV").click()
+                page.get_by_role("button", name="Download CSV (1m bars").click()
             with open(info.value.path(), newline="") as fh:
                 rows = list(csv.DictReader(fh))
             assert rows and set(rows[0]) >= {"symbol", "timeframe", "open_time", "close", "time"}
@@ -183,7 +183,7 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
                 )
 
             # Save to SQLite: the page says how many rows, and the file holds them.
-            page.get_by_text("Save to SQLite").click()
+            page.get_by_role("button", name="Save to SQLite").click()
             done = page.get_by_text("rows written").first
             done.wait_for(timeout=30_000)
             conn = sqlite3.connect(db)
@@ -194,5 +194,10 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
             assert stored.get("1m", 0) >= len([r for r in rows if r["timeframe"] == "1m"])
             assert stored.get("1s", 0) > stored["1m"]
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        except BaseException:
+            # What the page showed when it went wrong.
+            if "page" in locals():
+                page.screenshot(path=str(ARTIFACTS / "dashboard-failure.png"), full_page=True)
+            raise
         finally:
             browser.close()

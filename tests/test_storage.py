@@ -1,7 +1,5 @@
 """SQLite: schema, idempotent upserts, history, clear errors, CSV export."""
 
-import csv
-import io
 import sqlite3
 
 import numpy as np
@@ -9,7 +7,7 @@ import pytest
 
 from backend.records import BAR_COLUMNS
 from backend.resampling import bars_from_trades
-from backend.storage import SCHEMA_VERSION, BarStore, StorageError, bars_to_csv
+from backend.storage import SCHEMA_VERSION, BarStore, StorageError
 from tests.conftest import trades_batch
 
 
@@ -116,15 +114,6 @@ def test_read_only_connection_is_explained(tmp_path):
     with pytest.raises(StorageError, match="read-only"):
         db.upsert([sample_bars()])
     db.close()
-
-
-def test_csv_export_has_table_columns_and_iso_time():
-    text = bars_to_csv([sample_bars("1s")]).decode()
-    rows = list(csv.DictReader(io.StringIO(text)))
-    assert list(rows[0]) == ["symbol", "timeframe", *BAR_COLUMNS, "time"]
-    assert rows[0]["time"] == "1970-01-01T00:00:01.000Z"
-    assert [float(r["close"]) for r in rows] == [10.0, 11.0, 11.0, 9.5]
-    assert rows[2]["trades"] == "0"
 
 
 def test_disk_full_is_explained_and_the_pending_bars_are_saved_on_retry(tmp_path, dec_trades):
