@@ -24,9 +24,9 @@ from backend.uploads import UploadError, parse_upload
 from frontend import charts
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
-LIVE_REFRESH_S = 0.5  # a trade is on screen within this plus render time
+LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target 500 ms)
 ANALYSIS_REFRESH_S = 1.0
-EXPORT_REFRESH_S = 2.0
+EXPORT_REFRESH_S = 5.0  # each rebuild replaces the files; a click needs one to last
 
 
 @st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
@@ -62,14 +62,22 @@ def main(opts: EngineOptions) -> None:
             f"Unknown symbol(s) {', '.join(engine.unknown_symbols)}: not listed by "
             f"{engine.cfg.rest_url}/fapi/v1/exchangeInfo, so not streamed."
         )
-    live_strip(engine)
-    offline_notice(engine, opts)
-    uploads = upload_panel()
+    # One fixed container per section: a fragment redrawn on its own keeps its place even when
+    # a section above it grows or shrinks (else Streamlit can leave a stale copy behind).
+    strip, notice, upload_box, analysis_box, export_box = (st.container() for _ in range(5))
+    with strip:
+        live_strip(engine)
+    with notice:
+        offline_notice(engine, opts)
+    with upload_box:
+        uploads = upload_panel()
     controls = sidebar(engine, uploads)
     if controls is None:
         return
-    analysis(engine, controls, uploads)
-    export_panel(engine, controls, uploads)
+    with analysis_box:
+        analysis(engine, controls, uploads)
+    with export_box:
+        export_panel(engine, controls, uploads)
 
 
 # --- live strip ---------------------------------------------------------------------------------
@@ -514,13 +522,17 @@ def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
 def export_panel(engine: Engine, controls: Controls, uploads: dict) -> None:
     # The files are built here, every few seconds, not on click: Streamlit drops a file made on
     # click after two script runs end, and this page ends several a second, so a slow browser
-    # could lose the download. Only changed rows are re-formatted (backend.csv_export).
+    # could lose the download. Only changed rows are re-formatted (backend.csv_export). Each
+    # rebuild redraws the buttons, and a click in that instant is lost: hence every 5 s.
     st.subheader("Export")
     left, middle, right = st.columns(3)
     tf = controls.timeframe
+    built_at = time.time()
+    bars_csv = engine.bars_csv.export(engine.store.bars(s, tf) for s in engine.symbols)
+    analytics = analytics_csv(engine, controls, uploads)
     left.download_button(
         f"Download CSV ({tf} bars, all symbols)",
-        engine.bars_csv.export(engine.store.bars(s, tf) for s in engine.symbols),
+        bars_csv,
         file_name=f"bars_{tf}.csv",
         mime="text/csv",
         key="download_bars",
@@ -528,7 +540,7 @@ def export_panel(engine: Engine, controls: Controls, uploads: dict) -> None:
     )
     middle.download_button(
         f"Download analytics CSV ({controls.y}/{controls.x}, {tf})",
-        analytics_csv(engine, controls, uploads),
+        analytics,
         file_name=f"analytics_{controls.y}_{controls.x}_{tf}.csv",
         mime="text/csv",
         key="download_analytics",
@@ -540,7 +552,7 @@ def export_panel(engine: Engine, controls: Controls, uploads: dict) -> None:
     if last is not None:
         (right.success if last[0] else right.error)(last[1])
     st.caption(
-        f"CSV files as of {time.strftime('%H:%M:%S', time.gmtime())} UTC, rebuilt every "
+        f"CSV files as of {time.strftime('%H:%M:%S', time.gmtime(built_at))} UTC, rebuilt every "
         f"{EXPORT_REFRESH_S:g} s; Save to SQLite writes every bar of all three timeframes."
     )
 

@@ -98,6 +98,18 @@ def ticks_value(page) -> int:
     return int(text.replace(",", ""))
 
 
+def download(page, button: str) -> str:
+    """Click a download button just after the export panel rebuilt its files (its caption's
+    time moves on): the panel redraws the buttons every few seconds, and a click in that very
+    instant is lost, in any browser. Returns the downloaded file's path."""
+    caption = page.get_by_text("CSV files as of").first
+    before = caption.inner_text()
+    wait_until(lambda: caption.inner_text() != before, 20, "the export files to be rebuilt")
+    with page.expect_download(timeout=20_000) as info:
+        page.get_by_role("button", name=button).click()
+    return info.value.path()
+
+
 def wait_until(fn, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -135,21 +147,20 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
             later = wait_until(lambda: (v := ticks_value(page)) > first and v, 20, "ticks to rise")
             assert later > first
 
-            # Warmed up at 1s: the Table tab opens (lazy: computed only when open); the analytics
-            # CSV downloads, and its z-score is pandas' trailing z of its own spread.
+            # Warmed up at 1s: the analytics CSV downloads, and its z-score is pandas' trailing
+            # z of its own spread.
             page.get_by_test_id("stMetric").filter(has_text="Hedge ratio").first.wait_for(
                 timeout=60_000
             )
-            page.get_by_role("tab", name="Table").click()
-            page.get_by_text("The whole table").wait_for(timeout=20_000)
-            with page.expect_download(timeout=20_000) as info:
-                page.get_by_role("button", name="Download analytics CSV").click()
-            table = pd.read_csv(info.value.path())
+            table = pd.read_csv(download(page, "Download analytics CSV"))
             assert {"time", "ETHUSDT_close", "BTCUSDT_close", "spread", "zscore"} <= set(table)
             spread = table["spread"]
             z = (spread - spread.rolling(60).mean()) / spread.rolling(60).std(ddof=1)
             assert table["zscore"].notna().sum() >= 1
             np.testing.assert_allclose(table["zscore"], z, rtol=1e-6, atol=1e-9)
+            # The Table tab is computed only when opened (lazy tabs), and then it shows.
+            page.get_by_role("tab", name="Table").click()
+            page.get_by_text("The whole table").wait_for(timeout=20_000)
             page.get_by_role("tab", name="Prices").click()
 
             # Switch the timeframe to 1m: the candles are titled with it.
@@ -157,9 +168,7 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
             page.get_by_text("· 1m").first.wait_for(timeout=20_000)
 
             # Download the 1m bars and check every closed bar against the recorded trades.
-            with page.expect_download(timeout=20_000) as info:
-                page.get_by_role("button", name="Download CSV (1m bars").click()
-            with open(info.value.path(), newline="") as fh:
+            with open(download(page, "Download CSV (1m bars"), newline="") as fh:
                 rows = list(csv.DictReader(fh))
             assert rows and set(rows[0]) >= {"symbol", "timeframe", "open_time", "close", "time"}
             for symbol in ("BTCUSDT", "ETHUSDT"):
