@@ -309,13 +309,11 @@ def analysis_tabs(engine, controls: Controls, uploads: dict, yb, xb, live, slow)
         if tabs[2].open:
             st.plotly_chart(charts.corr_chart(live, shown, p), key="corr", config=charts.CONFIG)
     with tabs[3]:
-        if not tabs[3].open:
-            pass
-        elif slow is not None and p.method == "kalman":
+        if tabs[3].open and slow is not None and p.method == "kalman":
             st.plotly_chart(
                 charts.kalman_chart(live, slow, shown), key="kalman", config=charts.CONFIG
             )
-        else:
+        elif tabs[3].open:
             st.info("Choose the Kalman regression to see the time-varying hedge ratio.")
     with tabs[4]:
         if tabs[4].open and slow is not None:
@@ -356,7 +354,7 @@ def stats_frame(controls: Controls, yb: Bars, xb: Bars, live) -> pd.DataFrame:
 
 
 def analytics_csv(engine: Engine, controls: Controls, uploads: dict) -> bytes:
-    """The per-bar stats table of the current data, built when the download is clicked."""
+    """The per-bar stats table of the current data, as CSV (the export panel rebuilds it)."""
     yb, xb = pair_bars(engine, controls, uploads)
     p = controls.params
     have, need = common_bars(yb, xb), needed_bars(p)
