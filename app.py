@@ -31,7 +31,22 @@ def parse_options(argv: list[str]) -> EngineOptions:
     parser.add_argument(
         "--replay-speed", type=float, default=float(env("PAIRDASH_REPLAY_SPEED", "1.0"))
     )
+    parser.add_argument(
+        "--replay-history",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the recording's first SECONDS are served as history (default: all but its last hour)",
+    )
+    parser.add_argument(
+        "--history-bars", type=int, default=int(env("PAIRDASH_HISTORY_BARS", "1000"))
+    )
+    parser.add_argument(
+        "--history-1s", type=float, default=float(env("PAIRDASH_HISTORY_1S", "900"))
+    )
     args = parser.parse_args(argv)
+    if args.history_bars < 0 or args.history_1s < 0 or (args.replay_history or 0) < 0:
+        raise ConfigError("--history-bars, --history-1s and --replay-history must be >= 0")
     return EngineOptions(
         source=args.source,
         symbols=tuple(parse_symbols(args.symbols)),
@@ -40,6 +55,9 @@ def parse_options(argv: list[str]) -> EngineOptions:
         db=args.db,
         replay_files=tuple(args.replay_files),
         replay_speed=args.replay_speed,
+        replay_history_s=args.replay_history,
+        history_bars=args.history_bars,
+        history_1s_s=args.history_1s,
     )
 
 

@@ -42,6 +42,24 @@ def _positive(kind):
     return parse
 
 
+def _history_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history-bars",
+        type=_positive(int),
+        default=1000,
+        metavar="N",
+        help="1m and 5m klines loaded at start, per timeframe (0 = none)",
+    )
+    parser.add_argument(
+        "--history-1s",
+        type=_positive(float),
+        default=900.0,
+        metavar="SECONDS",
+        help="1s bars built from aggregate trades at start, from the 5-minute boundary this far "
+        "back (the current 5-minute period at least)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m backend", description=__doc__)
     parser.add_argument(
@@ -63,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="resume exactly (backfilling the outage) if the last save is at most this old",
     )
+    _history_flags(c)
 
     k = sub.add_parser(
         "soak", help="local exchange + collector at a fixed rate; reports each minute"
@@ -81,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_positive(int), default=0, help="0 picks a free port")
     s.add_argument("--speed", type=_positive(float), default=1.0, help="0 = as fast as possible")
     s.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
+    s.add_argument(
+        "--history",
+        type=_positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="replay: the recording's first SECONDS are history (REST only), streaming starts "
+        "after them (default 0); simulate: SECONDS generated before now (default 4 days)",
+    )
     s.add_argument(
         "--cycles",
         type=_positive(int),
@@ -133,8 +160,15 @@ def _collect(args) -> int:
     unknown = unknown_symbols(cfg.rest_url, cfg.symbols)
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
+    from backend.history import HistoryOptions
+
     return run_collector(
-        cfg, args.db, args.duration, args.flush_interval, resume_max_age_s=args.resume_max_age
+        cfg,
+        args.db,
+        args.duration,
+        args.flush_interval,
+        resume_max_age_s=args.resume_max_age,
+        history=HistoryOptions(args.history_bars, args.history_1s),
     )
 
 
@@ -169,8 +203,10 @@ def _serve(args) -> int:
         rest_down=args.rest_down,
         max_connection_age_s=args.max_connection_age,
     )
+    history_s = args.history
     if args.source == "simulate":
         source = {"simulator": Simulator(parse_symbols(args.symbols), seed=args.seed)}
+        history_s = 4 * 86_400 if history_s is None else history_s
     else:
         files = args.files or [str(SHARED_SAMPLE)]
         missing = [f for f in files if not Path(f).is_file()]
@@ -188,6 +224,7 @@ def _serve(args) -> int:
         faults=faults,
         host=args.host,
         port=args.port,
+        history_s=history_s or 0.0,
     )
     port = exchange.start()
     print(f"LOCAL_EXCHANGE_PORT={port}", flush=True)

@@ -8,6 +8,7 @@ import threading
 import time
 
 from backend.config import RESUME_MAX_AGE_S, FeedConfig
+from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import Ingestor
 from backend.records import TIMEFRAMES_MS
 from backend.state import TickStore
@@ -54,14 +55,15 @@ class BarFlusher:
 
 def resume_from_storage(
     store: TickStore, db: BarStore, max_age_s: float, history_s: float = 0.0
-) -> list[str]:
-    """Seed ``store`` from the resume points saved within ``max_age_s``; returns the symbols
-    resumed. Their stored 1s bars from ``history_s`` before the point (whole 5-minute bars, so
-    that every derived 1m/5m bar is complete) are loaded, and the backfill fetches the trades
-    from the point on. An older point is not used: the outage is too long to backfill cheaply,
-    so ingestion starts afresh (the stored bars stay as they are)."""
+) -> dict[str, int]:
+    """Seed ``store`` from the resume points saved within ``max_age_s``; returns, per symbol
+    resumed, where its 1s bars now start (klines go before that). Their stored 1s bars from
+    ``history_s`` before the point (from a 5-minute boundary, so that every derived 1m/5m bar
+    is complete) are loaded, and the backfill fetches the trades from the point on. An older
+    point is not used: the outage is too long to backfill cheaply, so ingestion starts afresh
+    (the stored bars stay as they are)."""
     now_ms = time.time() * 1000
-    resumed = []
+    resumed = {}
     for symbol, point in db.resume_points().items():
         if symbol not in store.symbols:
             continue
@@ -72,7 +74,8 @@ def resume_from_storage(
         start = (point.open_time_ms - int(history_s * 1000)) // 300_000 * 300_000
         history = db.load(symbol, "1s", since_ms=start, until_ms=point.open_time_ms - 1)
         store.resume(point, history)
-        resumed.append(symbol)
+        first = int(history.open_time[0]) if len(history) else point.open_time_ms
+        resumed[symbol] = first // 300_000 * 300_000
         log.info(
             "%s: resuming from aggregate id %d (%d stored 1s bars loaded)",
             symbol,
@@ -89,16 +92,22 @@ def run_collector(
     flush_interval_s: float = 2.0,
     settle_s: float = 5.0,
     resume_max_age_s: float = RESUME_MAX_AGE_S,
+    history: HistoryOptions | None = None,
 ) -> int:
     """Ingest until ``duration_s`` elapses or SIGINT/SIGTERM; returns the process exit code.
 
-    A restart within ``resume_max_age_s`` of the last save resumes exactly where that save
-    ended, so even a SIGKILL loses nothing the exchange still serves over REST.
+    History is loaded first (``backend.history``) and saved like every bar. A restart within
+    ``resume_max_age_s`` of the last save resumes exactly where that save ended, so even a
+    SIGKILL loses nothing the exchange still serves over REST.
     """
+    history = history or HistoryOptions()
     db = BarStore(db_path)
     store = TickStore(cfg.symbols, cfg.tick_capacity)
-    resume_from_storage(store, db, resume_max_age_s)
-    ingestor = Ingestor(store, cfg).start()
+    resumed = resume_from_storage(store, db, resume_max_age_s, history.seconds_1s)
+    ingestor = Ingestor(store, cfg)
+    loader = HistoryLoader(store, ingestor.rest, ingestor.backfiller, history, resumed)
+    loader.start()
+    ingestor.start()
     flusher = BarFlusher(store, db)
     stop = threading.Event()
     previous = {}
@@ -119,6 +128,7 @@ def run_collector(
         # Give open gaps a bounded chance to fill, then write everything, open bars included.
         ingestor.settle(settle_s)
     finally:
+        loader.stop()
         ingestor.stop()
         flusher.flush()
         for sig, handler in previous.items():

@@ -19,6 +19,7 @@ from backend.config import (
     FeedConfig,
 )
 from backend.csv_export import BarsCsv
+from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import Ingestor
 from backend.rest import unknown_symbols
 from backend.state import TickStore
@@ -27,7 +28,8 @@ from backend.storage import BarStore
 log = logging.getLogger(__name__)
 
 SOURCES = ("live", "replay", "simulate")
-RESUME_HISTORY_S = 3600  # stored 1s bars shown again after a restart
+# A looped replay streams the last hour of its recording by default; the rest is history.
+REPLAY_LIVE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,14 @@ class EngineOptions:
     db: str = ""  # empty: market.db for live data, market-<source>.db for replay and simulate
     replay_files: tuple[str, ...] = field(default_factory=tuple)
     replay_speed: float = 1.0
+    replay_history_s: float | None = None  # None: all but the recording's last hour
+    history_bars: int = 1000
+    history_1s_s: float = 900.0
     tick_capacity: int = 2_000_000
+
+    @property
+    def history(self) -> HistoryOptions:
+        return HistoryOptions(self.history_bars, self.history_1s_s).check()
 
     def with_source(self, source: str) -> EngineOptions:
         return replace(self, source=source)
@@ -87,13 +96,18 @@ class Engine:
         self.symbols = symbols
         self.store = TickStore(symbols, opts.tick_capacity)
         self.cfg = FeedConfig(symbols=symbols, ws_url=ws_url, rest_url=rest_url)
-        self.resumed: list[str] = []
+        self.resumed: dict[str, int] = {}
         if opts.source == "live":
             # Only Binance's ids continue across runs; a replay or simulation starts over.
             self.resumed = resume_from_storage(
-                self.store, self.db, RESUME_MAX_AGE_S, history_s=RESUME_HISTORY_S
+                self.store, self.db, RESUME_MAX_AGE_S, history_s=opts.history_1s_s
             )
-        self.ingestor = Ingestor(self.store, self.cfg).start()
+        self.ingestor = Ingestor(self.store, self.cfg)
+        self.history = HistoryLoader(
+            self.store, self.ingestor.rest, self.ingestor.backfiller, opts.history, self.resumed
+        )
+        self.history.start()
+        self.ingestor.start()
         self.bars_csv = BarsCsv()  # formatted CSV rows, shared by every browser session
         self.save_lock = threading.Lock()
 
@@ -103,14 +117,32 @@ class Engine:
         from backend.exchange.sources import Simulator, load_files
 
         if opts.source == "simulate":
-            return LocalExchange(simulator=Simulator(list(opts.symbols)))
+            # Days before "now", enough for the 5m klines asked for, and the 1s history.
+            history_s = opts.history_bars * 300 + opts.history_1s_s + 600
+            return LocalExchange(simulator=Simulator(list(opts.symbols)), history_s=history_s)
         files = list(opts.replay_files) or [str(SHARED_SAMPLE)]
+        trades = load_files(files)
+        history_s = opts.replay_history_s
+        if history_s is None:
+            times = [
+                int(b.trade_time_ms[-1] - b.trade_time_ms[0]) for b in trades.values() if len(b)
+            ]
+            history_s = max(0.0, max(times, default=0) / 1000 - REPLAY_LIVE_S)
         # Speed 0 replays once as fast as the client reads (tests, quick looks); a timed replay
         # loops so that a dashboard left open keeps moving.
         speed = opts.replay_speed or None
-        return LocalExchange(trades=load_files(files), speed=speed, loop=speed is not None)
+        return LocalExchange(
+            trades=trades, speed=speed, loop=speed is not None, history_s=history_s
+        )
+
+    def replay_pass(self) -> tuple[int, int] | None:
+        """A looped replay's pass (1 = the recording as it was) and its time shift in ms."""
+        if self.exchange is None or self.opts.source != "replay":
+            return None
+        return self.exchange.cycle + 1, self.exchange.time_shift_ms
 
     def stop(self) -> None:
+        self.history.stop()
         self.ingestor.stop()
         if self.exchange is not None:
             self.exchange.stop()

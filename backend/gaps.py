@@ -88,6 +88,14 @@ class IdLedger:
         self._gaps[k : k + 1] = pieces
         return True
 
+    def open_gap(self, lo: int, hi: int) -> None:
+        """Mark ``[lo, hi]`` (below every id held) as missing: history to be fetched."""
+        if self._gaps and hi >= self._gaps[0][0]:
+            raise ValueError(f"gap {lo}..{hi} overlaps the open gaps")
+        if self.max_id is None or hi > self.max_id:
+            raise ValueError(f"gap {lo}..{hi} is not below the held ids")
+        self._gaps.insert(0, (lo, hi))
+
     def give_up(self, lo: int, hi: int) -> int:
         """Close ``[lo, hi]`` as unfillable (the exchange has no such ids); returns ids closed."""
         closed = 0

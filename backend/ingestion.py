@@ -59,7 +59,8 @@ class HealthSnapshot:
     gaps_filled: int
     ids_backfilled: int
     ids_unfillable: int
-    duplicates: int
+    duplicates: int  # repeated by the stream
+    backfill_overlap: int  # REST pages re-reading trades already held (expected, not an error)
     malformed: int
     skipped_by_kind: dict[str, int]
     feed_latency_ms: float | None
@@ -85,6 +86,7 @@ class FeedHealth:
                 "ids_backfilled",
                 "ids_unfillable",
                 "duplicates",
+                "backfill_overlap",
             ),
             0,
         )
@@ -214,17 +216,18 @@ class Backfiller(threading.Thread):
                 if first is None or first > lo:  # the exchange has no trades with these ids
                     top = hi if first is None else min(hi, first - 1)
                     unfillable = self._store.give_up(symbol, lo, top)
-            result = self._store.ingest(page)
+            result = self._store.ingest(page, backfill=True)
             gaps_after = len(self._store.gaps(symbol))
             self._health.add(
                 ids_backfilled=result.accepted,
                 ids_unfillable=unfillable,
-                duplicates=result.duplicates,
+                backfill_overlap=result.duplicates,
                 gaps_found=len(result.new_gaps),
                 gaps_filled=max(0, gaps_before + len(result.new_gaps) - gaps_after),
             )
             if hi is None and len(page) < AGG_TRADES_LIMIT:
                 tail = False  # caught up with the exchange
+                self._store.history_caught_up(symbol)
 
 
 class StreamClient(threading.Thread):

@@ -171,6 +171,16 @@ class Bars:
         return pd.DataFrame(self.columns())
 
     @classmethod
+    def concat(cls, parts: list[Bars]) -> Bars:
+        """Bars of one symbol and timeframe, joined in the order given."""
+        first = parts[0]
+        return cls(
+            first.symbol,
+            first.timeframe,
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in BAR_COLUMNS),
+        )
+
+    @classmethod
     def empty(cls, symbol: str, timeframe: str) -> Bars:
         f8 = np.empty(0, np.float64)
         i8 = np.empty(0, np.int64)

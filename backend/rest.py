@@ -1,4 +1,5 @@
-"""Blocking REST client for the two Binance USD-M endpoints we use (stdlib HTTP, no session)."""
+"""Blocking REST client for the Binance USD-M endpoints we use (stdlib HTTP, no session):
+``aggTrades`` (by id or by time), ``klines``, ``exchangeInfo`` and ``time``."""
 
 from __future__ import annotations
 
@@ -8,13 +9,28 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode
 
-from backend.records import TradeBatch
-from backend.wire import decode_rest_agg_trades
+from backend.records import Bars, TradeBatch
+from backend.wire import RestFormatError, decode_rest_agg_trades, decode_rest_klines
 
 log = logging.getLogger(__name__)
 
 AGG_TRADES_LIMIT = 1000
+KLINES_MAX_LIMIT = 1500
+AGG_TRADES_MAX_SPAN_MS = 3_600_000  # startTime..endTime must be under an hour
 WEIGHT_BUDGET_1M = 1800  # of Binance's 2400 a minute: leave room for other programs on the IP
+AGG_TRADES_WEIGHT = 20
+_INTERVALS = {"1m", "5m"}  # USD-M klines have no 1s interval: 1s bars come from aggTrades
+
+
+def klines_weight(limit: int) -> int:
+    """Request weight of ``GET /fapi/v1/klines`` by ``limit`` (Binance's USD-M table)."""
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    if limit <= 1000:
+        return 5
+    return 10
 
 
 class RestError(RuntimeError):
@@ -69,7 +85,39 @@ class RestClient:
         body = self._get(
             "/fapi/v1/aggTrades", {"symbol": symbol, "fromId": from_id, "limit": limit}
         )
-        return decode_rest_agg_trades(symbol, body)
+        return _trades(symbol, body)
+
+    def agg_trades_from_time(
+        self, symbol: str, start_ms: int, end_ms: int, limit: int = AGG_TRADES_LIMIT
+    ) -> TradeBatch:
+        """Aggregate trades with trade time in ``[start_ms, end_ms]`` (under an hour apart),
+        oldest first, at most ``limit``."""
+        end_ms = min(end_ms, start_ms + AGG_TRADES_MAX_SPAN_MS - 1)
+        params = {"symbol": symbol, "startTime": start_ms, "endTime": end_ms, "limit": limit}
+        return _trades(symbol, self._get("/fapi/v1/aggTrades", params))
+
+    def klines(self, symbol: str, timeframe: str, end_ms: int, limit: int) -> Bars:
+        """The ``limit`` klines of ``timeframe`` with open time at or before ``end_ms``."""
+        if timeframe not in _INTERVALS:
+            raise ValueError(f"no USD-M klines for {timeframe!r}")
+        params = {
+            "symbol": symbol,
+            "interval": timeframe,
+            "endTime": end_ms,
+            "limit": min(limit, KLINES_MAX_LIMIT),
+        }
+        body = self._get("/fapi/v1/klines", params)
+        try:
+            return decode_rest_klines(symbol, timeframe, body)
+        except RestFormatError as exc:
+            raise RestError(str(exc)) from exc
+
+    def server_time_ms(self) -> int:
+        body = self._get("/fapi/v1/time", {})
+        try:
+            return int(json.loads(body)["serverTime"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RestError(f"time has an unexpected shape: {exc}") from exc
 
     def trading_symbols(self) -> set[str]:
         body = self._get("/fapi/v1/exchangeInfo", {})
@@ -78,6 +126,13 @@ class RestClient:
             return {s["symbol"] for s in info["symbols"]}
         except (ValueError, KeyError, TypeError) as exc:
             raise RestError(f"exchangeInfo has an unexpected shape: {exc}") from exc
+
+
+def _trades(symbol: str, body: bytes) -> TradeBatch:
+    try:
+        return decode_rest_agg_trades(symbol, body)
+    except RestFormatError as exc:  # a retry may get a good body; the caller backs off
+        raise RestError(str(exc)) from exc
 
 
 def unknown_symbols(rest_url: str, symbols: list[str], timeout_s: float = 5.0) -> list[str] | None:

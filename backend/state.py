@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.gaps import IdLedger
-from backend.records import BAR_COLUMNS, Bars, ResumePoint, TradeBatch
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, ResumePoint, TradeBatch
 from backend.resampling import SecondBars
 
 # 30 bytes a tick: float64 price and qty; uint32 offsets of time, aggregate id and first trade id
@@ -153,6 +153,26 @@ class TickBuffer:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryFill:
+    """The 1s history being backfilled: ids ``first_id..last_id`` from ``start_ms`` on;
+    ``last_id`` is None until known (the first gap the stream opens, or the backfill's tail
+    read catching up with the exchange)."""
+
+    start_ms: int
+    first_id: int
+    last_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStatus:
+    """How far back each timeframe reaches, and how much of the 1s history is in."""
+
+    klines_from_ms: dict[str, int]  # timeframe -> first kline's open time
+    seconds_from_ms: int | None  # where the 1s bars (and 1m/5m built from them) start
+    seconds_filled: float | None  # share of the 1s history's trades held (1.0: complete)
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     accepted: int
     duplicates: int
@@ -169,7 +189,8 @@ class SymbolSnapshot:
     max_agg_id: int | None
     open_gaps: int
     missing_ids: int
-    duplicates: int
+    duplicates: int  # repeated by the stream
+    backfill_overlap: int  # REST pages re-reading trades the store held already
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +212,13 @@ class _SymbolState:
         "last_time",
         "first_price",
         "dups",
+        "overlap",
+        "stream_max",
         "resume",
+        "klines",
+        "klines_dirty_from",
+        "history",
+        "min_id",
     )
 
     def __init__(self, symbol: str, capacity: int) -> None:
@@ -202,7 +229,13 @@ class _SymbolState:
         self.last_time: int | None = None
         self.first_price: float | None = None
         self.dups = 0
+        self.overlap = 0
+        self.stream_max = -1  # the highest id the stream delivered
         self.resume: ResumePoint | None = None
+        self.klines: dict[str, Bars] = {}  # 1m/5m bars before the 1s history (from klines)
+        self.klines_dirty_from: int | None = None
+        self.history: HistoryFill | None = None
+        self.min_id: int | None = None  # the lowest aggregate id held
 
     def resume_point(self) -> ResumePoint | None:
         """The latest exact resume point: the second holding the last id of the gap-free
@@ -231,15 +264,26 @@ class TickStore:
     def symbols(self) -> list[str]:
         return list(self._state)
 
-    def ingest(self, batch: TradeBatch) -> IngestResult:
-        """Admit the new trades of ``batch`` exactly once; duplicates are counted and dropped."""
+    def ingest(self, batch: TradeBatch, backfill: bool = False) -> IngestResult:
+        """Admit the new trades of ``batch`` exactly once; repeats are counted and dropped.
+
+        Two kinds of repeat are counted apart: a *duplicate* is an id the stream itself sent
+        before (at or below the highest id it delivered); an *overlap* is an id one channel got
+        first and the other later (a REST page re-reading what the stream delivered, or the
+        stream catching up with a page), expected with backfill and not an exchange fault."""
         with self._lock:
             st = self._state[batch.symbol]
-            admission = st.ledger.admit(batch.agg_id)
+            ids = batch.agg_id
+            admission = st.ledger.admit(ids)
+            if not backfill:
+                self._count_repeats(st, ids, admission)
+            else:
+                st.overlap += admission.duplicates
             if not admission.all_accepted:
                 batch = batch.take(admission.accepted)
-            st.dups += admission.duplicates
             if len(batch):
+                low = int(batch.agg_id.min())
+                st.min_id = low if st.min_id is None else min(st.min_id, low)
                 st.ticks.append(batch)
                 st.bars.add(batch)
                 if st.first_price is None:
@@ -249,6 +293,19 @@ class TickStore:
                     st.last_time = int(batch.trade_time_ms[-1])
                 self._version += 1
             return IngestResult(len(batch), admission.duplicates, admission.new_gaps)
+
+    @staticmethod
+    def _count_repeats(st: _SymbolState, ids: np.ndarray, admission) -> None:
+        if admission.new_gaps and st.history is not None and st.history.last_id is None:
+            # The stream's first trade is past the history: the history ends below it.
+            st.history = dataclasses.replace(st.history, last_id=admission.new_gaps[0][1])
+        if admission.duplicates:
+            seen = np.maximum.accumulate(np.concatenate(([st.stream_max], ids)))[:-1]
+            repeats = int((~admission.accepted & (ids <= seen)).sum())
+            st.dups += repeats
+            st.overlap += admission.duplicates - repeats
+        if len(ids):
+            st.stream_max = max(st.stream_max, int(ids.max()))
 
     def first_gap(self, symbol: str) -> tuple[int, int] | None:
         with self._lock:
@@ -285,6 +342,7 @@ class TickStore:
                         len(st.ledger.gaps),
                         st.ledger.missing_ids(),
                         st.dups,
+                        st.overlap,
                     )
                     for s, st in self._state.items()
                 },
@@ -297,7 +355,10 @@ class TickStore:
             hit = self._bars_cache.get(key)
             if hit is not None and hit[0] == self._version:
                 return hit[1]
-            bars = self._state[symbol].bars.bars(timeframe, since_ms)
+            st = self._state[symbol]
+            bars = st.bars.bars(timeframe, since_ms)
+            if st.klines.get(timeframe) is not None:
+                bars = _before(st.klines[timeframe], bars, since_ms)
             for name in BAR_COLUMNS:
                 getattr(bars, name).setflags(write=False)
             if since_ms is None:  # bounded cache: incremental reads are not kept
@@ -310,14 +371,74 @@ class TickStore:
         return dataclasses.replace(batch, symbol=symbol)
 
     def take_dirty(self) -> dict[str, int]:
-        """Per symbol, the open time (ms) of the first 1s bar changed since the last call."""
+        """Per symbol, the open time (ms) of the first bar changed since the last call."""
         with self._lock:
             out = {}
             for s, st in self._state.items():
-                since = st.bars.take_dirty()
-                if since is not None:
-                    out[s] = since
+                changed = [st.bars.take_dirty(), st.klines_dirty_from]
+                st.klines_dirty_from = None
+                changed = [t for t in changed if t is not None]
+                if changed:
+                    out[s] = min(changed)
             return out
+
+    def load_klines(self, symbol: str, bars: Bars) -> None:
+        """1m or 5m bars from before the 1s history (klines): shown and saved with the rest;
+        from the first second held on, bars are built from trades instead."""
+        with self._lock:
+            st = self._state[symbol]
+            st.klines[bars.timeframe] = bars
+            if len(bars):
+                first = int(bars.open_time[0])
+                st.klines_dirty_from = min(st.klines_dirty_from or first, first)
+            self._version += 1
+
+    def extend_back(self, symbol: str, start_ms: int, from_agg_id: int) -> tuple[int, int] | None:
+        """Start the 1s history at ``start_ms``, whose first trade is ``from_agg_id``: every id
+        from there to the first one held becomes a gap for the backfill to fill (if nothing is
+        held yet, the backfill's tail read fetches them). Returns the gap opened, if any.
+
+        The resume point moves to ``(start_ms, from_agg_id)``: a restart before the history is
+        in loads it again from there, the bars before it being klines."""
+        with self._lock:
+            st = self._state[symbol]
+            if st.ledger.max_id is None:
+                st.ledger = IdLedger(max_id=from_agg_id - 1)
+                gap, last = None, None
+            elif st.min_id is not None and from_agg_id < st.min_id:
+                gap = (from_agg_id, st.min_id - 1)
+                st.ledger.open_gap(*gap)
+                last = gap[1]
+            else:
+                return None
+            st.history = HistoryFill(start_ms, from_agg_id, last)
+            st.resume = ResumePoint(symbol, start_ms, from_agg_id)
+            self._version += 1
+            return gap
+
+    def history_status(self, symbol: str) -> HistoryStatus:
+        with self._lock:
+            st = self._state[symbol]
+            reach = {tf: int(b.open_time[0]) for tf, b in st.klines.items() if len(b)}
+            fill = st.history
+            if fill is None:
+                return HistoryStatus(reach, None, None)
+            if fill.last_id is None:
+                return HistoryStatus(reach, fill.start_ms, None)
+            total = fill.last_id - fill.first_id + 1
+            top = min(st.ledger.max_id, fill.last_id)
+            held = max(0, top - fill.first_id + 1) - sum(
+                max(0, min(hi, top) - max(lo, fill.first_id) + 1) for lo, hi in st.ledger.gaps
+            )
+            return HistoryStatus(reach, fill.start_ms, held / total if total > 0 else 1.0)
+
+    def history_caught_up(self, symbol: str) -> None:
+        """The backfill's tail read reached the exchange's latest trade: the 1s history ends at
+        the last id held now (if the stream has not said so first)."""
+        with self._lock:
+            st = self._state[symbol]
+            if st.history is not None and st.history.last_id is None:
+                st.history = dataclasses.replace(st.history, last_id=st.ledger.max_id)
 
     def resume_points(self) -> list[ResumePoint]:
         """Where each symbol could resume after a restart. Read these before the bars that are
@@ -337,9 +458,23 @@ class TickStore:
                 raise RuntimeError(f"{point.symbol} already has trades; resume before ingesting")
             st.bars.load(bars_1s)
             st.ledger = IdLedger(max_id=point.from_agg_id - 1)
+            start = int(bars_1s.open_time[0]) if len(bars_1s) else point.open_time_ms
+            st.history = HistoryFill(start, point.from_agg_id, None)
             st.resume = point
             self._version += 1
 
     def tick_bytes(self) -> int:
         with self._lock:
             return sum(st.ticks.nbytes for st in self._state.values())
+
+
+def _before(klines: Bars, built: Bars, since_ms: int | None) -> Bars:
+    """Klines before the first bar built from trades, then those bars."""
+    end = int(built.open_time[0]) if len(built) else None
+    step = TIMEFRAMES_MS[klines.timeframe]
+    lo = 0 if since_ms is None else int(np.searchsorted(klines.open_time + step, since_ms, "right"))
+    hi = len(klines) if end is None else int(np.searchsorted(klines.open_time, end, "left"))
+    if hi <= lo:
+        return built
+    head = klines.slice(lo, hi)
+    return Bars.concat([head, built]) if len(built) else head

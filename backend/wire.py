@@ -12,6 +12,15 @@ Subscription reply: ``{"result":null,"id":1}``.
 REST ``GET /fapi/v1/aggTrades`` body: a JSON array of
 ``{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true}``.
 
+REST ``GET /fapi/v1/klines`` body: a JSON array of arrays, oldest first::
+
+    [[1765788180000,"89806.80","89810.00","89790.10","89800.00","12.345",1765788239999,
+      "1108642.51",2054,"6.120","549588.12","0"], ...]
+
+(open time, open, high, low, close, volume, close time, quote volume, trades, taker buy base
+volume, taker buy quote volume, ignore). The last kline is the open one when ``endTime`` is not
+given.
+
 Fields: ``a`` aggregate trade id (consecutive per symbol), ``p``/``q`` price and quantity as
 decimal strings, ``f``/``l`` first/last individual trade id, ``T`` trade time (ms),
 ``E`` event time (ms), ``m`` true when the buyer is the maker (the taker sold).
@@ -27,7 +36,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from backend.records import AggTrade, TradeBatch
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, AggTrade, Bars, TradeBatch
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,8 @@ _batch_decoder = msgspec.json.Decoder(list[_Combined])
 _combined_decoder = msgspec.json.Decoder(_Combined)
 _raw_decoder = msgspec.json.Decoder(_AggTradeEvent)
 _rest_decoder = msgspec.json.Decoder(list[_RestAggTrade])
+_Kline = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
+_klines_decoder = msgspec.json.Decoder(list[_Kline])
 
 
 @dataclass(slots=True)
@@ -215,6 +226,49 @@ def decode_rest_agg_trades(symbol: str, body: bytes) -> TradeBatch:
         return TradeBatch.from_trades(symbol, [])
     batch, _bad = _validated(symbol, rows)
     return batch
+
+
+def decode_rest_klines(symbol: str, timeframe: str, body: bytes) -> Bars:
+    """Parse a ``GET /fapi/v1/klines`` body into ``Bars`` (ascending, duplicates refused)."""
+    try:
+        rows = _klines_decoder.decode(body)
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 12
+        floats = [np.array(cols[i], dtype=np.float64) for i in (1, 2, 3, 4, 5, 7, 9)]
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        raise RestFormatError(f"klines body for {symbol} is not a kline array: {exc}") from exc
+    open_time = np.array(cols[0], dtype=np.int64)
+    if len(open_time) > 1 and not (np.diff(open_time) > 0).all():
+        raise RestFormatError(f"klines for {symbol} are not in ascending open-time order")
+    step = TIMEFRAMES_MS[timeframe]
+    if (open_time % step).any():
+        raise RestFormatError(f"klines for {symbol} are not on the {timeframe} grid")
+    o, h, lo, c, v, qv, tb = floats
+    return Bars(symbol, timeframe, open_time, o, h, lo, c, v, qv, np.array(cols[8], np.int64), tb)
+
+
+def encode_rest_klines(bars: Bars) -> bytes:
+    step = TIMEFRAMES_MS[bars.timeframe]
+    rows = zip(*(getattr(bars, c).tolist() for c in BAR_COLUMNS), strict=True)
+    return msgspec.json.encode(
+        [
+            # Taker buy quote volume is not kept by the bars: served as "0" (we never read it).
+            [
+                t,
+                repr(o),
+                repr(h),
+                repr(lo),
+                repr(c),
+                repr(v),
+                t + step - 1,
+                repr(qv),
+                n,
+                repr(tb),
+                "0",
+                "0",
+            ]  # fmt: skip
+            for t, o, h, lo, c, v, qv, n, tb in rows
+        ]
+    )
 
 
 def encode_agg_trade(trade: AggTrade, event_time_ms: int) -> bytes:

@@ -107,7 +107,8 @@ def live_strip(engine: Engine) -> None:
         f"last message {age} ago · latency {latency} · reconnects {health.reconnects} · "
         f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
         f"malformed skipped {health.malformed} · duplicates dropped "
-        f"{sum(s.duplicates for s in snap.symbols.values())}"
+        f"{sum(s.duplicates for s in snap.symbols.values())} · backfill overlap "
+        f"{sum(s.backfill_overlap for s in snap.symbols.values())}"
     )
     if health.backfill_error:
         st.caption(f"⚠️ backfill: {health.backfill_error}")

@@ -56,7 +56,7 @@ def test_restart_from_a_flush_rebuilds_exactly_the_same_bars(dec_trades, tmp_pat
     first.ingest(tape.take(slice(cut, cut + 500)))
 
     second = TickStore([symbol])
-    assert resume_from_storage(second, db, max_age_s=60) == [symbol]
+    assert list(resume_from_storage(second, db, max_age_s=60)) == [symbol]
     (point,) = db.resume_points().values()
     assert point.open_time_ms % 1000 == 0 and point.from_agg_id <= int(tape.agg_id[cut - 1])
     # The backfill fetches from the resume point on; replays of older ids would be duplicates.
@@ -80,8 +80,8 @@ def test_an_old_resume_point_is_not_used(dec_trades, tmp_path):
     store = TickStore(["BTCUSDT"])
     store.ingest(dec_trades["BTCUSDT"].take(slice(0, 100)))
     BarFlusher(store, db).flush()
-    assert resume_from_storage(TickStore(["BTCUSDT"]), db, max_age_s=0) == []
-    assert resume_from_storage(TickStore(["ETHUSDT"]), db, max_age_s=60) == []
+    assert resume_from_storage(TickStore(["BTCUSDT"]), db, max_age_s=0) == {}
+    assert resume_from_storage(TickStore(["ETHUSDT"]), db, max_age_s=60) == {}
     db.close()
 
 

@@ -29,12 +29,19 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from backend.exchange.sources import Simulator
-from backend.records import TradeBatch
-from backend.wire import encode_agg_trade, encode_combined, encode_rest_agg_trades, stream_name
+from backend.records import TIMEFRAMES_MS, Bars, TradeBatch
+from backend.resampling import SecondBars
+from backend.rest import AGG_TRADES_MAX_SPAN_MS, AGG_TRADES_WEIGHT, KLINES_MAX_LIMIT, klines_weight
+from backend.wire import (
+    encode_agg_trade,
+    encode_combined,
+    encode_rest_agg_trades,
+    encode_rest_klines,
+    stream_name,
+)
 
 log = logging.getLogger(__name__)
 
-AGG_TRADES_WEIGHT = 20
 WEIGHT_LIMIT_1M = 2400
 _ROUTE_PREFIXES = ("/market", "/public")
 _WRITE_HIGH_WATER = 1 << 20
@@ -75,33 +82,61 @@ class FaultPlan:
     max_connection_age_s: float = 0.0  # close connections older than this (Binance: 24 h)
 
 
+_FIELDS = (
+    "agg_id",
+    "price",
+    "qty",
+    "first_trade_id",
+    "last_trade_id",
+    "trade_time_ms",
+    "buyer_is_maker",
+)
+
+
 class _Published:
     """One symbol's trades on the exchange and how many are public yet.
 
     A looped replay repeats the tape as cycle after cycle of new trades: ids, trade ids and
-    times move on by one tape's span per cycle, so every published trade stays unique."""
+    times move on by one tape's span per cycle, so every published trade stays unique. The
+    columns grow by doubling, so a simulation appending every 50 ms costs O(new trades).
+    Klines are built from the published trades with the client's own kline semantics."""
 
     def __init__(self, batch: TradeBatch, time_span_ms: int = 0) -> None:
-        self.tape = batch
+        self.symbol = batch.symbol
+        self._cols = {f: getattr(batch, f) for f in _FIELDS}
+        self._n = len(batch)
         self.count = 0  # trades public so far, over all cycles
         self.first_id = int(batch.agg_id[0]) if len(batch) else 0
         self.time_span_ms = time_span_ms
         self.trade_span = (
             int(batch.last_trade_id.max() - batch.first_trade_id.min() + 1) if len(batch) else 0
         )
+        self._klines = SecondBars(batch.symbol)
+        self._in_klines = 0  # published trades folded into the kline bars
+
+    @property
+    def tape(self) -> TradeBatch:
+        return TradeBatch(self.symbol, **{f: c[: self._n] for f, c in self._cols.items()})
 
     def extend(self, batch: TradeBatch) -> None:
         """Append simulated trades (public at once)."""
         if self.count == 0:
             self.first_id = int(batch.agg_id[0])
-        self.tape = TradeBatch.concat(
-            self.tape.symbol, [self.tape.take(slice(0, self.count)), batch]
-        )
-        self.count = len(self.tape)
+        need = self._n + len(batch)
+        if need > len(self._cols["agg_id"]):
+            cap = max(need, 2 * len(self._cols["agg_id"]), 4096)
+            for f, col in self._cols.items():
+                grown = np.empty(cap, col.dtype)
+                grown[: self._n] = col[: self._n]
+                self._cols[f] = grown
+        for f in _FIELDS:
+            self._cols[f][self._n : need] = getattr(batch, f)
+        self._n = need
+        self.count = need
 
     def take(self, index: np.ndarray) -> TradeBatch:
         """Trades by global index (cycle * tape length + row)."""
-        n = len(self.tape)
+        n = self._n
         cycle, row = np.divmod(np.asarray(index, dtype=np.int64), n)
         b = self.tape.take(row)
         if not cycle.any():
@@ -123,6 +158,51 @@ class _Published:
         else:
             start = min(max(0, from_id - self.first_id), self.count)
         return self.take(np.arange(start, min(start + limit, self.count)))
+
+    def _time_at(self, i: int) -> int:
+        cycle, row = divmod(i, self._n)
+        return int(self._cols["trade_time_ms"][row]) + cycle * self.time_span_ms
+
+    def index_at_time(self, t_ms: int, among: int | None = None) -> int:
+        """The first of the published trades (or of the first ``among`` trades of the tape)
+        whose time is at or after ``t_ms``; their count if none is."""
+        lo, hi = 0, self.count if among is None else among
+        while lo < hi:  # times never decrease along the global index
+            mid = (lo + hi) // 2
+            if self._time_at(mid) < t_ms:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def rows_in_time(self, start_ms: int, end_ms: int, limit: int) -> TradeBatch:
+        """Up to ``limit`` published trades with ``start_ms <= T <= end_ms``, oldest first."""
+        lo = self.index_at_time(start_ms)
+        hi = min(self.index_at_time(end_ms + 1), lo + limit)
+        return self.take(np.arange(lo, hi))
+
+    def klines(self, timeframe: str, start_ms, end_ms, limit: int) -> Bars:
+        """Binance's selection: from ``start_ms`` forward, else the last ``limit`` up to
+        ``end_ms`` (or up to now, the open kline included)."""
+        if self._in_klines < self.count:
+            self._klines.add(self.take(np.arange(self._in_klines, self.count)))
+            self._in_klines = self.count
+        step = TIMEFRAMES_MS[timeframe]
+        if start_ms is not None:
+            since = start_ms
+        elif end_ms is not None:
+            since = end_ms - limit * step
+        else:
+            since = None
+        bars = self._klines.bars(timeframe, since_ms=since)
+        keep = np.ones(len(bars), np.bool_)
+        if start_ms is not None:
+            keep &= bars.open_time >= start_ms
+        if end_ms is not None:
+            keep &= bars.open_time <= end_ms
+        index = np.flatnonzero(keep)
+        index = index[:limit] if start_ms is not None else index[max(0, len(index) - limit) :]
+        return bars.slice(int(index[0]), int(index[-1]) + 1) if len(index) else bars.slice(0, 0)
 
 
 @dataclass(eq=False)
@@ -164,6 +244,7 @@ class LocalExchange:
         chunk: int = 256,
         loop: bool = False,
         cycles: int | None = None,
+        history_s: float = 0.0,
     ) -> None:
         if (trades is None) == (simulator is None):
             raise ValueError("give recorded trades or a simulator")
@@ -177,13 +258,23 @@ class LocalExchange:
         self.cycles = cycles  # with loop: stop after this many passes (None: never)
         self.symbols = simulator.symbols if simulator else list(trades)
         span = 0
+        self._t0 = self._t_start = 0
         if trades:
             times = np.concatenate([b.trade_time_ms for b in trades.values() if len(b)])
             span = int((times.max() - times.min()) // 1000 + 1) * 1000  # whole seconds
+            self._t0 = int(times.min())
+            # The tape before the replay start is history: public over REST from the start.
+            self._t_start = self._t0 + int(history_s * 1000)
         self._pub = {
             s: _Published(trades[s] if trades else TradeBatch.from_trades(s, []), span)
             for s in self.symbols
         }
+        if trades:
+            for pub in self._pub.values():
+                pub.count = pub.index_at_time(self._t_start, among=len(pub.tape))
+        elif history_s > 0:
+            for s, batch in simulator.history(int(time.time() * 1000), int(history_s)).items():
+                self._pub[s].extend(batch)
         self._subs: set[_Sub] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -194,8 +285,25 @@ class LocalExchange:
         self._skip_left = 0
         self._weight: dict[int, int] = {}
         self._junk = itertools.cycle(JUNK_FRAMES)
+        self._wall0: float | None = None  # when a paced replay's clock started
+        self.cycle = 0  # the replay's current pass (0-based)
         self.done = threading.Event()  # set when a recorded tape has been fully published
         self.stats = {"connections": 0, "refused": 0, "drops": 0, "rest_requests": 0}
+
+    def clock_ms(self) -> int:
+        """The exchange's time (``/fapi/v1/time``): a replay's own timeline, shifted by each
+        pass; real time for the simulation."""
+        if self._sim is not None:
+            return int(time.time() * 1000)
+        if self.speed is None or self._wall0 is None:
+            last = [p._time_at(p.count - 1) for p in self._pub.values() if p.count]
+            return max(last, default=self._t_start)
+        return self._t_start + int((time.monotonic() - self._wall0) * 1000 * self.speed)
+
+    @property
+    def time_shift_ms(self) -> int:
+        """How far this pass's trade times are moved from the recording's."""
+        return self.cycle * next(iter(self._pub.values())).time_span_ms if self._pub else 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -281,12 +389,12 @@ class LocalExchange:
         if f.rest_down:
             return _json_response(HTTPStatus.SERVICE_UNAVAILABLE, {"msg": "down (fault)"})
         if path == "/fapi/v1/ping":
-            return _json_response(HTTPStatus.OK, {})
+            return self._weighed(1, _json_response(HTTPStatus.OK, {}))
         if path == "/fapi/v1/time":
-            return _json_response(HTTPStatus.OK, {"serverTime": int(time.time() * 1000)})
+            return self._weighed(1, _json_response(HTTPStatus.OK, {"serverTime": self.clock_ms()}))
         if path == "/fapi/v1/exchangeInfo":
-            return _json_response(HTTPStatus.OK, self._exchange_info())
-        if path != "/fapi/v1/aggTrades":
+            return self._weighed(1, _json_response(HTTPStatus.OK, self._exchange_info()))
+        if path not in ("/fapi/v1/aggTrades", "/fapi/v1/klines"):
             return _json_response(HTTPStatus.NOT_FOUND, {"code": -1, "msg": "unknown endpoint"})
         for attr, status in (("rest_418", 418), ("rest_429", 429), ("rest_5xx", 503)):
             if getattr(f, attr) > 0:
@@ -297,15 +405,45 @@ class LocalExchange:
         if symbol not in self._pub:
             return _json_response(HTTPStatus.BAD_REQUEST, {"code": -1121, "msg": "Invalid symbol."})
         try:
-            from_id = int(query["fromId"][0]) if "fromId" in query else None
-            limit = min(max(int((query.get("limit") or ["500"])[0]), 1), 1000)
+            args = {k: int(query[k][0]) for k in ("fromId", "startTime", "endTime") if k in query}
+            limit = int((query.get("limit") or ["500"])[0])
         except ValueError:
             return _json_response(HTTPStatus.BAD_REQUEST, {"code": -1100, "msg": "Illegal chars."})
-        minute = int(time.time() // 60)
-        self._weight[minute] = self._weight.get(minute, 0) + AGG_TRADES_WEIGHT
-        rows = self._pub[symbol].rows(from_id, limit)
+        if path == "/fapi/v1/klines":
+            return self._klines(self._pub[symbol], (query.get("interval") or [""])[0], args, limit)
+        return self._agg_trades(self._pub[symbol], args, min(max(limit, 1), 1000))
+
+    def _agg_trades(self, pub: _Published, args: dict[str, int], limit: int) -> Response:
+        start, end = args.get("startTime"), args.get("endTime")
+        if "fromId" in args:
+            rows = pub.rows(args["fromId"], limit)
+        elif start is not None or end is not None:
+            if start is None or end is None or not 0 <= end - start < AGG_TRADES_MAX_SPAN_MS:
+                msg = "More than 1 hours between startTime and endTime."
+                return _json_response(HTTPStatus.BAD_REQUEST, {"code": -1127, "msg": msg})
+            rows = pub.rows_in_time(start, end, limit)
+        else:
+            rows = pub.rows(None, limit)
         body = encode_rest_agg_trades(rows.trades())
-        return _response(HTTPStatus.OK, body, {"X-MBX-USED-WEIGHT-1M": str(self._weight[minute])})
+        return self._weighed(AGG_TRADES_WEIGHT, _response(HTTPStatus.OK, body))
+
+    def _klines(self, pub: _Published, interval: str, args: dict[str, int], limit: int):
+        if interval not in ("1m", "5m"):  # all this exchange serves (Binance has more, not 1s)
+            return _json_response(
+                HTTPStatus.BAD_REQUEST, {"code": -1120, "msg": "Invalid interval."}
+            )
+        limit = min(max(limit, 1), KLINES_MAX_LIMIT)
+        bars = pub.klines(interval, args.get("startTime"), args.get("endTime"), limit)
+        return self._weighed(
+            klines_weight(limit), _response(HTTPStatus.OK, encode_rest_klines(bars))
+        )
+
+    def _weighed(self, weight: int, response: Response) -> Response:
+        """Count the request's weight in this minute and say the total, as Binance does."""
+        minute = int(time.time() // 60)
+        self._weight[minute] = self._weight.get(minute, 0) + weight
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(self._weight[minute])
+        return response
 
     def _exchange_info(self) -> dict:
         return {
@@ -394,6 +532,9 @@ class LocalExchange:
         self.done.set()
 
     async def _replay(self) -> None:
+        """Publish the tape on its own timeline: each trade leaves when the replay clock reaches
+        its time (paced), or as fast as the clients read (``speed`` None). A looped replay
+        moves each pass's ids and times on by one tape."""
         symbols = list(self._pub)
         tapes = [self._pub[s].tape for s in symbols]
         times = np.concatenate([t.trade_time_ms for t in tapes])
@@ -402,35 +543,41 @@ class LocalExchange:
         order = np.argsort(times, kind="stable")
         if not len(order):
             return
-        t0 = int(times[order[0]])
+        sorted_times = times[order]
         span = self._pub[symbols[0]].time_span_ms
-        wall0 = None
-        cycle = 0
+        # History (the tape before the start) is already public; streaming starts after it.
+        pos = int(np.searchsorted(sorted_times, self._t_start, side="left"))
         while True:
-            for start in range(0, len(order), self._chunk):
-                part = order[start : start + self._chunk]
+            while pos < len(order):
                 if self.speed is None:
                     await self._await_subscriber()
+                    stop = pos + self._chunk
                 else:
-                    if wall0 is None:
+                    if self._wall0 is None:
                         await self._await_subscriber()
-                        wall0 = time.monotonic()
-                    offset_ms = int(times[part[-1]]) - t0 + cycle * span
-                    await asyncio.sleep(
-                        max(0.0, wall0 + offset_ms / 1000 / self.speed - time.monotonic())
-                    )
+                        self._wall0 = time.monotonic()
+                    shift = self.cycle * span
+                    due = int(np.searchsorted(sorted_times, self.clock_ms() - shift, side="right"))
+                    if due <= pos:  # nothing due: sleep until the next trade's time
+                        wait_ms = int(sorted_times[pos]) + shift - self.clock_ms()
+                        await asyncio.sleep(max(wait_ms, 1) / 1000 / self.speed)
+                        continue
+                    stop = min(due, pos + 8 * self._chunk)
+                part = order[pos:stop]
+                pos = stop
                 per_symbol: dict[str, TradeBatch] = {}
                 for i, s in enumerate(symbols):
                     rows = row[part[owner[part] == i]]
                     if len(rows):
-                        index = rows + cycle * len(tapes[i])
+                        index = rows + self.cycle * len(tapes[i])
                         per_symbol[s] = self._pub[s].take(index)
                         self._pub[s].count = int(index[-1]) + 1
                 # Interleave the symbols in time order as the exchange would.
                 await self._deliver(_merge_in_time(per_symbol))
-            cycle += 1
-            if not self.loop or (self.cycles is not None and cycle >= self.cycles):
+            if not self.loop or (self.cycles is not None and self.cycle + 1 >= self.cycles):
                 return
+            self.cycle += 1
+            pos = 0
 
     async def _simulate(self) -> None:
         step_s = 0.05

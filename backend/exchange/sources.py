@@ -5,7 +5,9 @@ Loaders accept the recorded formats in ``shared/data`` (see its README):
 * NDJSON ``{"symbol":"BTCUSDT","ts":"2025-12-15T08:43:15.443Z","price":89806.8,"size":0.002}``
   (no ids, no side: trades are numbered consecutively per symbol and the side follows the tick
   rule: an uptick is a taker buy, a downtick a taker sell, an unchanged price keeps the side);
-* data.binance.vision aggTrades CSV, spot layout (headerless, 8 columns, ``transact_time`` in
+* data.binance.vision aggTrades files as downloaded (``.zip`` holding one ``.csv``, or the
+  ``.csv``), a day each; several days of one symbol are joined by aggregate id;
+* aggTrades CSV, spot layout (headerless, 8 columns, ``transact_time`` in
   microseconds from 2025) and USD-M futures layout (a header row, 7 columns, milliseconds):
   ``agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker[,is_best_match]``.
 """
@@ -17,6 +19,7 @@ import io
 import logging
 import math
 import re
+import zipfile
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -107,14 +110,64 @@ _SYMBOL_IN_NAME = re.compile(r"([A-Z0-9]{5,})-aggTrades", re.IGNORECASE)
 
 
 def load_agg_trades_csv(path: str | Path, symbol: str | None = None) -> TradeBatch:
-    """A data.binance.vision aggTrades CSV (spot or USD-M futures layout)."""
+    """A data.binance.vision aggTrades file (spot or USD-M futures layout), ``.csv`` or the
+    ``.zip`` it is published in."""
     if symbol is None:
         match = _SYMBOL_IN_NAME.search(Path(path).name)
         if not match:
             raise SourceFormatError(f"{path}: name the symbol (the file name does not say it)")
         symbol = match.group(1).upper()
-    with open(path, "rb") as fh:
-        return parse_agg_trades_csv(fh.read(), symbol, str(path))
+    if str(path).endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = [n for n in zf.namelist() if n.endswith(".csv")]
+                if len(members) != 1:
+                    raise SourceFormatError(f"{path}: expected one .csv inside, found {members}")
+                data = zf.read(members[0])
+        except zipfile.BadZipFile as exc:
+            raise SourceFormatError(f"{path}: not a zip file ({exc})") from exc
+    else:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    return _fast_agg_trades_csv(data, symbol, str(path))
+
+
+def _fast_agg_trades_csv(data: bytes, symbol: str, name: str) -> TradeBatch:
+    """pandas' C parser for a whole day (millions of rows); any doubt goes to the row-by-row
+    parser, which names the bad row."""
+    import pandas as pd
+
+    header = 0 if data[:1].isalpha() else None
+    try:
+        frame = pd.read_csv(io.BytesIO(data), header=header, dtype_backend="numpy_nullable")
+    except (ValueError, pd.errors.ParserError):
+        return parse_agg_trades_csv(data, symbol, name)
+    cols = [frame.iloc[:, i] for i in range(min(frame.shape[1], 7))]
+    ints = (0, 3, 4, 5)
+    if (
+        frame.shape[1] not in (7, 8)
+        or frame.isna().any().any()
+        or any(not pd.api.types.is_integer_dtype(cols[i]) for i in ints)
+        or not all(pd.api.types.is_numeric_dtype(cols[i]) for i in (1, 2))
+        or not pd.api.types.is_bool_dtype(cols[6])
+    ):
+        return parse_agg_trades_csv(data, symbol, name)
+    price, qty = (cols[i].to_numpy(np.float64) for i in (1, 2))
+    if not (np.isfinite(price + qty).all() and (price > 0).all() and (qty > 0).all()):
+        return parse_agg_trades_csv(data, symbol, name)
+    times = cols[5].to_numpy(np.int64)
+    if len(times) and times.max() > 10**14:  # microseconds (spot files from 2025 on)
+        times = times // 1000
+    return TradeBatch(
+        symbol,
+        agg_id=cols[0].to_numpy(np.int64),
+        price=price,
+        qty=qty,
+        first_trade_id=cols[3].to_numpy(np.int64),
+        last_trade_id=cols[4].to_numpy(np.int64),
+        trade_time_ms=times,
+        buyer_is_maker=cols[6].to_numpy(np.bool_),
+    )
 
 
 def parse_agg_trades_csv(data: bytes, symbol: str, name: str = "upload") -> TradeBatch:
@@ -187,10 +240,24 @@ def load_files(paths: list[str | Path]) -> dict[str, TradeBatch]:
             out.setdefault(batch.symbol, []).append(batch)
     merged = {}
     for symbol, batches in out.items():
-        if len(batches) > 1:
-            raise SourceFormatError(f"{symbol} appears in more than one file; give one per symbol")
-        merged[symbol] = batches[0]
+        merged[symbol] = _joined(symbol, batches)
     return merged
+
+
+def _joined(symbol: str, batches: list[TradeBatch]) -> TradeBatch:
+    """Days of one symbol as one tape, in id order; overlapping files count each trade once.
+    Numbered files (NDJSON) carry no real ids, so they cannot be joined."""
+    if len(batches) == 1:
+        return batches[0]
+    if any(int(b.agg_id[0]) == SYNTHETIC_ID_BASE for b in batches if len(b)):
+        raise SourceFormatError(f"{symbol} appears in more than one file; give one per symbol")
+    joined = TradeBatch.concat(symbol, batches)
+    _, first = np.unique(joined.agg_id, return_index=True)
+    joined = joined.take(first)  # unique sorts by id
+    if len(joined) > 1 and (np.diff(joined.agg_id) != 1).any():
+        gaps = int((np.diff(joined.agg_id) != 1).sum())
+        raise SourceFormatError(f"{symbol}: the files leave {gaps} gap(s) in the aggregate ids")
+    return joined
 
 
 # Tick size, quantity step, start price and arrivals per second of the simulated symbols.
@@ -258,12 +325,55 @@ class Simulator:
         self._clock_ms = until_ms
         return {s: b for s, b in out.items() if len(b)}
 
-    def _trades(self, symbol: str, after_ms: int, until_ms: int) -> TradeBatch:
-        tick, step, _, rate = self._specs[symbol]
+    def history(
+        self, now_ms: int, seconds: int, recent_s: int = 3600, old_rate_per_s: float = 0.5
+    ) -> dict[str, TradeBatch]:
+        """The ``seconds`` before ``now_ms``, generated at once (vectorised, 1 s steps of the
+        same model), so that a start shows days of bars; the live ``advance`` continues from
+        where it ends. The last ``recent_s`` trade at each symbol's full rate; before that at
+        ``old_rate_per_s`` (days at full rate would be millions of trades for nothing: 1m and
+        5m bars need only a few trades each)."""
+        if seconds <= 0:
+            return {}
+        from scipy.signal import lfilter
+
         rng = self._rng
-        n = rng.poisson(rate * (until_ms - after_ms) / 1000)
-        times = np.sort(rng.integers(after_ms + 1, until_ms + 1, n)).astype(np.int64)
-        mid = math.exp(self._log[symbol])
+        start_s = now_ms // 1000 - seconds
+        x, *_ = self.symbols
+        paths = {x: self._log[x] + np.cumsum(rng.normal(0, self._vol, seconds))}
+        phi = math.exp(-self._kappa)  # the OU spread sampled every second, exactly
+        step_sd = self._spread_vol * math.sqrt((1 - phi**2) / (2 * self._kappa))
+        shocks = rng.normal(0, step_sd, seconds)
+        shocks[0] += phi * self._spread
+        spread = lfilter([1.0], [1.0, -phi], shocks)
+        if len(self.symbols) > 1:
+            paths[self.symbols[1]] = self._alpha + self.beta * paths[x] + spread
+        for other in self.symbols[2:]:
+            paths[other] = self._log[other] + np.cumsum(rng.normal(0, self._vol, seconds))
+        out = {}
+        recent = np.arange(seconds) >= seconds - recent_s
+        for symbol, path in paths.items():
+            rate = np.where(recent, self._specs[symbol][3], old_rate_per_s)
+            per_second = rng.poisson(rate)
+            sec = np.repeat(np.arange(seconds), per_second)
+            times = np.sort((start_s + sec) * 1000 + rng.integers(0, 1000, len(sec)))
+            mid = np.exp(path[(times // 1000 - start_s).astype(np.int64)])
+            out[symbol] = self._make_trades(symbol, times.astype(np.int64), mid)
+            self._log[symbol] = float(path[-1])
+        self._spread = float(spread[-1])
+        self._clock_ms = now_ms
+        return {s: b for s, b in out.items() if len(b)}
+
+    def _trades(self, symbol: str, after_ms: int, until_ms: int) -> TradeBatch:
+        rate = self._specs[symbol][3]
+        n = self._rng.poisson(rate * (until_ms - after_ms) / 1000)
+        times = np.sort(self._rng.integers(after_ms + 1, until_ms + 1, n)).astype(np.int64)
+        return self._make_trades(symbol, times, np.full(n, math.exp(self._log[symbol])))
+
+    def _make_trades(self, symbol: str, times: np.ndarray, mid: np.ndarray) -> TradeBatch:
+        tick, step, _, _ = self._specs[symbol]
+        rng = self._rng
+        n = len(times)
         noise = rng.normal(0, 0.5 * tick, n)  # bid/ask bounce of about a tick
         price = np.maximum(np.round((mid + noise) / tick) * tick, tick)
         qty = np.maximum(np.round(rng.lognormal(math.log(20 * step), 1.2, n) / step), 1) * step

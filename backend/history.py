@@ -1,0 +1,170 @@
+"""History at start: bars from before the program started, loaded over REST beside the stream.
+
+For each symbol, with ``S`` the 5-minute boundary at or before ``now - history_1s`` (``now`` the
+exchange's clock, ``GET /fapi/v1/time``):
+
+* **1s bars from ``S`` on come from aggregate trades**, exact like every live bar: the first
+  trade at or after ``S`` (``GET /fapi/v1/aggTrades?startTime=S&endTime=S+1h-1&limit=1``) starts
+  the id ledger there (``TickStore.extend_back``), and the backfiller fetches every id from it to
+  the stream's first (``fromId`` pages), so each trade counts once across the seam;
+* **1m and 5m bars before ``S`` are klines** (``GET /fapi/v1/klines?endTime=S-1``, the last
+  ``history_bars``): only periods that closed before the 1s history starts, so no kline overlaps
+  a bar built from trades.
+
+A symbol resumed from storage (``collector.resume_from_storage``) keeps its stored 1s bars and
+backfills from its resume point; its klines end where those bars start. Requests honour the
+weight budget (klines weigh by ``limit``; a minute over budget waits for the next) and
+``Retry-After``; failures are retried with backoff until the loader is stopped, and each
+symbol's state is shown (``status``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from backend.ingestion import Backfiller, Backoff
+from backend.records import Bars
+from backend.rest import AGG_TRADES_MAX_SPAN_MS, KLINES_MAX_LIMIT, RestClient, RestError
+from backend.state import TickStore
+
+log = logging.getLogger(__name__)
+
+FIVE_MINUTES_MS = 300_000
+KLINE_TIMEFRAMES = ("5m", "1m")  # 5m first: it reaches furthest back for the same weight
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    bars: int = 1000  # --history-bars: klines per timeframe (1m, 5m)
+    seconds_1s: float = 900.0  # --history-1s: 1s bars from aggregate trades, at least this far
+
+    def check(self) -> HistoryOptions:
+        if self.bars < 0 or self.seconds_1s < 0:
+            raise ValueError("history sizes must be >= 0")
+        return self
+
+
+def seconds_start_ms(now_ms: int, seconds_1s: float) -> int:
+    """Where the 1s history starts: the 5-minute boundary at or before ``now - seconds_1s``,
+    so the current 5-minute period is always built from trades."""
+    return (now_ms - int(seconds_1s * 1000)) // FIVE_MINUTES_MS * FIVE_MINUTES_MS
+
+
+class HistoryLoader(threading.Thread):
+    """Loads the history of every symbol once, then ends. ``status`` says where each is."""
+
+    def __init__(
+        self,
+        store: TickStore,
+        rest: RestClient,
+        backfiller: Backfiller,
+        opts: HistoryOptions,
+        resumed: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(name="history", daemon=True)
+        self._store, self._rest, self._backfiller, self._opts = store, rest, backfiller, opts
+        self._resumed = dict(resumed or {})  # symbol -> open time of its first stored 1s bar
+        self._stop_flag = threading.Event()
+        self._lock = threading.Lock()
+        self._status: dict[str, str] = dict.fromkeys(store.symbols, "waiting")
+        self.error: str | None = None
+        self.done = threading.Event()
+
+    @property
+    def status(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._status)
+
+    def _set(self, symbol: str, text: str) -> None:
+        with self._lock:
+            self._status[symbol] = text
+
+    def stop(self) -> None:
+        self._stop_flag.set()
+
+    def run(self) -> None:
+        try:
+            now_ms = self._call(self._rest.server_time_ms)
+            starts = {}
+            for symbol in self._store.symbols:  # first the seams, so the backfill can start
+                if self._stop_flag.is_set():
+                    return
+                starts[symbol] = self._start_seconds(symbol, now_ms)
+            for symbol in self._store.symbols:
+                for tf in KLINE_TIMEFRAMES:
+                    if self._stop_flag.is_set():
+                        return
+                    self._load_klines(symbol, tf, starts[symbol])
+                self._set(symbol, "loaded")
+        except _Stopped:
+            return
+        finally:
+            self.done.set()
+
+    def _start_seconds(self, symbol: str, now_ms: int) -> int:
+        if symbol in self._resumed:
+            return self._resumed[symbol]
+        start = seconds_start_ms(now_ms, self._opts.seconds_1s)
+        first = self._call(
+            lambda: self._rest.agg_trades_from_time(
+                symbol, start, start + AGG_TRADES_MAX_SPAN_MS - 1, limit=1
+            ),
+            symbol,
+        )
+        if first is not None and len(first):
+            self._store.extend_back(symbol, start, int(first.agg_id[0]))
+            self._backfiller.request(symbol, tail=True)
+        self._set(symbol, "1s history started")
+        return start
+
+    def _load_klines(self, symbol: str, tf: str, before_ms: int) -> None:
+        need = self._opts.bars
+        if need <= 0:
+            return
+        pages = []
+        end = before_ms - 1
+        while need > 0:
+            page = self._call(
+                lambda e=end, n=need: self._rest.klines(symbol, tf, e, min(n, KLINES_MAX_LIMIT)),
+                symbol,
+            )
+            if page is None or not len(page):
+                break
+            pages.append(page)
+            need -= len(page)
+            end = int(page.open_time[0]) - 1
+            if len(page) < min(need + len(page), KLINES_MAX_LIMIT):
+                break  # the exchange has nothing older
+        if pages:
+            bars = pages[0] if len(pages) == 1 else Bars.concat(pages[::-1])
+            self._store.load_klines(symbol, bars)
+
+    def _call(self, fn, symbol: str | None = None):
+        """``fn()`` within the weight budget, retried until it answers; None for a request the
+        exchange refuses for good (a 4xx other than a rate limit), noted in the status."""
+        backoff = Backoff(0.5, 30.0)
+        while not self._stop_flag.is_set():
+            if self._rest.over_budget:
+                self._stop_flag.wait(60 - time.time() % 60)
+            try:
+                result = fn()
+                self.error = None
+                return result
+            except RestError as exc:
+                if exc.permanent and symbol is not None:
+                    self._set(symbol, f"history refused: {exc}")
+                    log.warning("history %s: %s", symbol, exc)
+                    return None
+                delay = exc.retry_after_s if exc.rate_limited and exc.retry_after_s else None
+                delay = delay or backoff.next()
+                self.error = f"{exc} (retrying in {delay:.1f}s)"
+                log.warning("history: %s; retrying in %.1fs", exc, delay)
+                self._stop_flag.wait(delay)
+        raise _Stopped
+
+
+class _Stopped(Exception):
+    """The loader was stopped while waiting."""
