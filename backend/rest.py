@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlencode
@@ -56,8 +58,16 @@ class RestClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.used_weight_1m = 0
+        self._lock = threading.Lock()
+        self._not_before = 0.0  # monotonic time a Retry-After holds every request back to
 
     def _get(self, path: str, params: dict) -> bytes:
+        # Retry-After binds the whole client (every thread using it), not only the request
+        # that got it: Binance bans an IP that keeps asking while rate limited.
+        with self._lock:
+            wait_s = self._not_before - time.monotonic()
+        if wait_s > 0:
+            raise RestError(f"GET {path} held back: rate limited", 429, retry_after_s=wait_s)
         url = f"{self.base_url}{path}"
         if params:
             url += "?" + urlencode(params)
@@ -68,10 +78,12 @@ class RestClient:
                 return resp.read()
         except urllib.error.HTTPError as exc:
             retry = exc.headers.get("Retry-After") if exc.headers else None
+            retry_s = float(retry) if retry and retry.isdigit() else None
+            if retry_s and exc.code in (418, 429):
+                with self._lock:
+                    self._not_before = max(self._not_before, time.monotonic() + retry_s)
             raise RestError(
-                f"GET {path} answered HTTP {exc.code}",
-                status=exc.code,
-                retry_after_s=float(retry) if retry and retry.isdigit() else None,
+                f"GET {path} answered HTTP {exc.code}", status=exc.code, retry_after_s=retry_s
             ) from exc
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             raise RestError(f"GET {path} failed: {getattr(exc, 'reason', exc)}") from exc

@@ -1,14 +1,17 @@
 """The local exchange speaks Binance's formats: REST endpoints, combined/raw streams, SUBSCRIBE."""
 
 import json
+import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 import websocket
 
 from backend.exchange.server import FaultPlan
 from backend.wire import FrameDecoder
+from tests.conftest import reference_bars
 
 
 def get(url):
@@ -93,3 +96,77 @@ def test_refused_connections_answer_503(exchange_factory, dec_trades):
     assert info.value.status_code == 503
     ws = websocket.create_connection(f"{ex.ws_url}/stream?streams=btcusdt@aggTrade", timeout=5)
     ws.close()
+
+
+def _klines(ex, query):
+    status, headers, body = get(f"{ex.rest_url}/fapi/v1/klines?symbol=ETHUSDT&{query}")
+    assert status == 200, body
+    return headers, body
+
+
+def test_klines_are_the_published_trades_bars_in_binance_array_format(exchange_factory, dec_trades):
+    """All history public (no streaming yet): klines equal bars built from the trades by the
+    kline definition (pandas reference), selected as Binance selects them."""
+    ex = exchange_factory(trades=dec_trades, history_s=10_000)  # the whole tape is history
+    ref = reference_bars(dec_trades["ETHUSDT"], 60_000)
+    headers, body = _klines(ex, "interval=1m&limit=1000")
+    assert int(headers["X-MBX-USED-WEIGHT-1M"]) >= 5  # limit 1000 weighs 5
+    assert [row[0] for row in body] == ref.open_time.tolist()
+    first = body[0]
+    assert len(first) == 12 and first[6] == first[0] + 59_999
+    assert [float(v) for v in first[1:6]] == pytest.approx(
+        ref.loc[0, ["open", "high", "low", "close", "volume"]].tolist(), rel=1e-12
+    )
+    assert first[8] == ref.loc[0, "trades"] and float(first[7]) == pytest.approx(
+        ref.loc[0, "quote_volume"], rel=1e-12
+    )
+    t2 = int(ref.open_time[2])
+    _, body = _klines(ex, f"interval=1m&endTime={t2 - 1}&limit=1")
+    assert [row[0] for row in body] == [int(ref.open_time[1])]  # the last one before endTime
+    _, body = _klines(ex, f"interval=1m&startTime={t2}&limit=2")
+    assert [row[0] for row in body] == ref.open_time[2:4].tolist()
+    status, _, body = get(f"{ex.rest_url}/fapi/v1/klines?symbol=ETHUSDT&interval=1s")
+    assert status == 400 and body["code"] == -1120
+
+
+def test_agg_trades_by_time_and_the_one_hour_limit(exchange_factory, dec_trades):
+    ex = exchange_factory(trades=dec_trades, history_s=10_000)
+    eth = dec_trades["ETHUSDT"]
+    t = int(eth.trade_time_ms[100])
+    status, _, body = get(
+        f"{ex.rest_url}/fapi/v1/aggTrades?symbol=ETHUSDT&startTime={t}&endTime={t + 999}&limit=1"
+    )
+    first = int(np.flatnonzero(eth.trade_time_ms >= t)[0])
+    assert status == 200 and [r["a"] for r in body] == [int(eth.agg_id[first])]
+    status, _, body = get(
+        f"{ex.rest_url}/fapi/v1/aggTrades?symbol=ETHUSDT&startTime={t}&endTime={t + 3_600_000}"
+    )
+    assert status == 400 and body["code"] == -1127
+
+
+def test_replay_history_is_public_before_streaming_and_the_stream_keeps_recorded_pace(
+    exchange_factory, dec_trades
+):
+    """The first 100 s are history: served over REST at once, never streamed. Then trades
+    leave at their recorded pace (not held back in chunks): each arrives within 150 ms of its
+    recorded offset from the first one."""
+    ex = exchange_factory(trades=dec_trades, speed=1.0, history_s=100)
+    eth = dec_trades["ETHUSDT"]
+    start = int(eth.trade_time_ms.min()) + 100_000
+    status, _, clock = get(f"{ex.rest_url}/fapi/v1/time")
+    assert abs(clock["serverTime"] - start) < 1_000  # the replay's own clock
+    status, _, body = get(f"{ex.rest_url}/fapi/v1/aggTrades?symbol=ETHUSDT&limit=1000")
+    assert max(r["T"] for r in body) < start
+    ws = websocket.create_connection(f"{ex.ws_url}/stream?streams=ethusdt@aggTrade", timeout=5)
+    arrivals = []
+    try:
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            event = json.loads(ws.recv_data()[1])["data"]
+            arrivals.append((time.monotonic(), event["T"]))
+    finally:
+        ws.close()
+    assert arrivals[0][1] >= start and len(arrivals) > 20
+    wall0, t0 = arrivals[0]
+    late = [abs((wall - wall0) - (t - t0) / 1000) for wall, t in arrivals]
+    assert max(late) < 0.15, f"worst {max(late):.3f}s off the recorded pace"

@@ -108,3 +108,53 @@ def test_simulator_is_seeded_on_grid_and_cointegrated():
     n = min(len(lb), len(le))
     beta = np.polyfit(lb[:n], le[:n], 1)[0]
     assert abs(beta - 0.8) < 0.3
+
+
+def _futures_csv(rows) -> bytes:
+    head = (
+        b"agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
+    )
+    body = "".join(
+        f"{a},{p},{q},{2 * a},{2 * a + 1},{t},{'true' if m else 'false'}\n"
+        for a, p, q, t, m in rows
+    )
+    return head + body.encode()
+
+
+def test_usdm_day_files_load_as_downloaded_zip_or_csv_and_join(tmp_path):
+    """data.binance.vision USD-M files: a .zip holding the day's .csv, or the .csv; two days of
+    one symbol join into one tape by id (an overlap counted once); a hole in the ids is refused."""
+    day1 = [
+        (100 + i, 3000.0 + i / 100, 0.5, 1_765_756_800_000 + 1000 * i, i % 2 == 0)
+        for i in range(50)
+    ]
+    day2 = [
+        (140 + i, 3001.0 + i / 100, 0.25, 1_765_756_840_000 + 1000 * i, False) for i in range(30)
+    ]
+    import zipfile
+
+    z = tmp_path / "ETHUSDT-aggTrades-2025-12-15.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("ETHUSDT-aggTrades-2025-12-15.csv", _futures_csv(day1))
+    csv2 = tmp_path / "ETHUSDT-aggTrades-2025-12-16.csv"
+    csv2.write_bytes(_futures_csv(day2))
+    tape = load_files([z, csv2])["ETHUSDT"]
+    assert tape.agg_id.tolist() == list(range(100, 170))
+    assert tape.trade_time_ms[0] == 1_765_756_800_000 and tape.buyer_is_maker[:2].tolist() == [
+        True,
+        False,
+    ]
+    assert tape.qty[-1] == 0.25 and tape.last_trade_id[0] == 201
+    # The fast parser and the row-by-row one agree.
+    slow = parse_agg_trades_csv(_futures_csv(day1), "ETHUSDT")
+    fast = load_agg_trades_csv(z)
+    for name in ("agg_id", "price", "qty", "first_trade_id", "last_trade_id", "trade_time_ms"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+    holed = tmp_path / "ETHUSDT-aggTrades-2025-12-17.csv"
+    holed.write_bytes(_futures_csv([(500, 1.0, 1.0, 1_765_900_000_000, True)]))
+    with pytest.raises(SourceFormatError, match="gap"):
+        load_files([z, holed])
+    bad = tmp_path / "ETHUSDT-aggTrades-2025-12-18.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(SourceFormatError, match="not a zip"):
+        load_files([bad])

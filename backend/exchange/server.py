@@ -19,6 +19,7 @@ import logging
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -289,6 +290,8 @@ class LocalExchange:
         self.cycle = 0  # the replay's current pass (0-based)
         self.done = threading.Event()  # set when a recorded tape has been fully published
         self.stats = {"connections": 0, "refused": 0, "drops": 0, "rest_requests": 0}
+        # (monotonic time, path, status) of recent REST requests, for tests of client manners.
+        self.rest_log: deque[tuple[float, str, int]] = deque(maxlen=10_000)
 
     def clock_ms(self) -> int:
         """The exchange's time (``/fapi/v1/time``): a replay's own timeline, shifted by each
@@ -384,6 +387,11 @@ class LocalExchange:
         return None
 
     def _rest(self, path: str, query: dict[str, list[str]]) -> Response:
+        response = self._answer(path, query)
+        self.rest_log.append((time.monotonic(), path, response.status_code))
+        return response
+
+    def _answer(self, path: str, query: dict[str, list[str]]) -> Response:
         self.stats["rest_requests"] += 1
         f = self.faults
         if f.rest_down:
