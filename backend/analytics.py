@@ -188,42 +188,134 @@ def rolling_hedge_ratio(y, x, window: int):
     return _wrap(y, beta), _wrap(y, alpha)
 
 
-def kalman_hedge(y, x, delta: float = 1e-4, obs_var: float = 1e-3):
-    """Time-varying ``(beta_t, alpha_t)`` from a Kalman filter on ``y_t = alpha_t + beta_t x_t + v``.
+KALMAN_MIN_FIT_BARS = 100  # bars before the first maximum-likelihood fit of the noise
+KALMAN_FIT_WINDOW = 2_000  # each fit uses at most this many of the latest bars before it
 
-    State ``[beta, alpha]`` follows a random walk with covariance ``delta / (1 - delta) * I``
-    (``delta`` small: a slowly moving hedge; larger: a faster one); ``v ~ N(0, obs_var)`` (set
-    it near the spread's variance in the units of ``y``). The state starts at the OLS fit of the
-    first 20 points with a wide covariance. Outputs are filtered: ``beta_t`` has seen bar ``t``;
-    use ``beta_{t-1}`` for an out-of-sample spread. NaN bars leave the state unchanged.
+
+def kalman_hedge(y, x, delta: float | None = None, obs_var: float | None = None):
+    """One-step-ahead ``(beta_t, alpha_t)`` of the time-varying regression
+    ``y_t = alpha_t + beta_t x_t + v_t``, ``v_t ~ N(0, obs_var)``, with the state
+    ``[alpha, beta]`` a random walk of covariance ``diag(q_alpha, q_beta)``.
+
+    ``beta_t, alpha_t`` are the Kalman filter's *predictions* for bar ``t`` from bars before it
+    (statsmodels' ``predicted_state``), so ``y_t - (alpha_t + beta_t x_t)`` is an out-of-sample
+    spread and neither changes when ``y_t`` or any later value changes.
+
+    Noise: ``delta`` sets ``q_alpha = q_beta = delta / (1 - delta)``; ``obs_var`` the observation
+    variance. Either left ``None`` is estimated by maximum likelihood (statsmodels' state-space
+    ``MLEModel``) walk-forward: bars ``[r_k, 2 r_k)`` use the noise fitted on the (at most
+    ``KALMAN_FIT_WINDOW``) bars before ``r_k``, ``r_0 = KALMAN_MIN_FIT_BARS``; so outputs are NaN
+    for the first ``r_0`` bars. With both given the filter runs from the first bar (an
+    approximately diffuse prior; the first two outputs are NaN). NaN bars are missing data.
     """
     ya, xa = _pair(y, x)
-    if not 0 < delta < 1:
+    if delta is not None and not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
-    if obs_var <= 0:
+    if obs_var is not None and not obs_var > 0:
         raise ValueError(f"obs_var must be > 0, got {obs_var}")
     n = len(ya)
     betas, alphas = np.full(n, np.nan), np.full(n, np.nan)
-    head_y, head_x = _finite_pairs(ya[:20], xa[:20])
-    b, a = hedge_ratio(head_y, head_x) if len(head_y) >= MIN_REGRESSION_POINTS else (0.0, 0.0)
-    if not math.isfinite(b):
-        b, a = 0.0, float(head_y.mean()) if len(head_y) else 0.0
-    q = delta / (1 - delta)
-    p00, p01, p11 = 1.0, 0.0, 1.0
-    for t, (yt, xt) in enumerate(zip(ya.tolist(), xa.tolist(), strict=True)):
-        r00, r01, r11 = p00 + q, p01, p11 + q
-        if yt == yt and xt == xt:  # not NaN
-            h0 = xt * r00 + r01  # (H R)_0
-            h1 = xt * r01 + r11  # (H R)_1
-            qv = xt * h0 + h1 + obs_var
-            k0, k1 = h0 / qv, h1 / qv
-            err = yt - (b * xt + a)
-            b += k0 * err
-            a += k1 * err
-            r00, r01, r11 = r00 - k0 * h0, r01 - k0 * h1, r11 - k1 * h1
-        p00, p01, p11 = r00, r01, r11
-        betas[t], alphas[t] = b, a
+    finite_x = xa[np.isfinite(xa)]
+    if n < MIN_REGRESSION_POINTS or len(finite_x) < 2 or np.ptp(finite_x) == 0:
+        return _wrap(y, betas), _wrap(y, alphas)
+    state_var = None if delta is None else delta / (1 - delta)
+    if state_var is not None and obs_var is not None:
+        noise = np.tile([obs_var, state_var, state_var], (n, 1))
+        first = 2
+    else:
+        noise, first = _walk_forward_noise(ya, xa, obs_var, state_var)
+    if first < n:
+        predicted = _TimeVaryingRegression(ya, xa).predict_states(noise)
+        alphas[first:], betas[first:] = predicted[0, first:], predicted[1, first:]
     return _wrap(y, betas), _wrap(y, alphas)
+
+
+def _walk_forward_noise(ya, xa, obs_var, state_var) -> tuple[np.ndarray, int]:
+    """Per-bar ``[obs_var, q_alpha, q_beta]`` fitted only on earlier bars (doubling blocks)."""
+    n = len(ya)
+    noise = np.full((n, 3), np.nan)
+    start = KALMAN_MIN_FIT_BARS
+    while start < n:
+        lo = max(0, start - KALMAN_FIT_WINDOW)
+        fitted = _TimeVaryingRegression(ya[lo:start], xa[lo:start]).fit_noise(obs_var, state_var)
+        noise[start : min(2 * start, n)] = fitted
+        start *= 2
+    first = KALMAN_MIN_FIT_BARS
+    noise[:first] = noise[first] if first < n else np.nan
+    return noise, first
+
+
+class _TimeVaryingRegression:
+    """``y_t = [1, x_t] . state_t + v_t`` with a random-walk state, in statsmodels' state space.
+    Built lazily so that importing this module does not import statsmodels."""
+
+    def __init__(self, y: np.ndarray, x: np.ndarray) -> None:
+        from statsmodels.tsa.statespace.mlemodel import MLEModel
+
+        resid = y - np.polyval(np.polyfit(*_finite_pairs(x, y), 1), x) if len(y) > 2 else y
+        scale = float(np.nanvar(resid)) or 1e-12  # the noise is fitted relative to this
+
+        class Model(MLEModel):
+            def __init__(self) -> None:
+                super().__init__(y, k_states=2, k_posdef=2, loglikelihood_burn=2)
+                self["design"] = np.stack([np.ones(len(y)), np.nan_to_num(x)])[None, :, :]
+                self["transition"] = np.eye(2)
+                self["selection"] = np.eye(2)
+                # A prior wide against the first level seen (not the whole series: no bar may
+                # depend on later ones).
+                first = y[np.isfinite(y)][:1]
+                self.initialize_approximate_diffuse(
+                    1e6 * max(1.0, float(first[0]) ** 2 if len(first) else 1.0)
+                )
+                self.fixed: dict[int, float] = {}
+
+            @property
+            def param_names(self):
+                return ["log_obs_var", "log_q_alpha", "log_q_beta"]
+
+            @property
+            def start_params(self):
+                return np.array([0.0, -6.0, -6.0])
+
+            def update(self, params, **kwargs):
+                params = super().update(params, **kwargs)
+                v = np.exp(params) * scale
+                for i, value in self.fixed.items():
+                    v[i] = value
+                self["obs_cov", 0, 0] = v[0]
+                self["state_cov"] = np.diag(v[1:])
+
+        self._model = Model()
+        self._scale = scale
+
+    def fit_noise(self, obs_var, state_var) -> np.ndarray:
+        """Maximum-likelihood ``[obs_var, q_alpha, q_beta]`` (the given ones held fixed)."""
+        model = self._model
+        if obs_var is not None:
+            model.fixed[0] = obs_var
+        if state_var is not None:
+            model.fixed.update({1: state_var, 2: state_var})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = model.fit(disp=False, method="lbfgs", maxiter=200)
+        v = np.exp(result.params) * self._scale
+        for i, value in model.fixed.items():
+            v[i] = value
+        return v
+
+    def predict_states(self, noise: np.ndarray) -> np.ndarray:
+        """Predicted states ``a_t = E[state_t | y_0..y_{t-1}]`` under per-bar noise ``noise``
+        (rows ``[obs_var, q_alpha, q_beta]``); ``noise[t]`` enters only predictions after ``t``."""
+        ssm = self._model.ssm
+        n = len(noise)
+        h = np.nan_to_num(noise[:, 0], nan=1.0)
+        q = np.zeros((2, 2, n))
+        q[0, 0], q[1, 1] = np.nan_to_num(noise[:, 1], nan=1.0), np.nan_to_num(noise[:, 2], nan=1.0)
+        ssm["obs_cov"] = h[None, None, :]
+        ssm["state_cov"] = q
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(ssm.filter().predicted_state)[:, :n]
 
 
 # --- stationarity ------------------------------------------------------------------------------
@@ -240,6 +332,53 @@ def _clean_series(s) -> np.ndarray | None:
     if not np.isfinite(a).all() or len(a) < MIN_ADF_POINTS or np.ptp(a) == 0:
         return None
     return a
+
+
+@dataclass(frozen=True, slots=True)
+class AdfResult:
+    """Augmented Dickey-Fuller test of one series (H0: a unit root, i.e. no mean reversion)."""
+
+    statistic: float
+    pvalue: float
+    critical: dict[str, float]  # "1%", "5%", "10%" -> critical value of the statistic
+    lags: int
+    nobs: int
+
+    @property
+    def verdict(self) -> str:
+        """One line: the strongest level at which the unit root is rejected, if any."""
+        if not math.isfinite(self.statistic):
+            return "not computed"
+        for level in ("1%", "5%", "10%"):
+            if self.statistic < self.critical[level]:
+                return f"stationary at {level} (statistic {self.statistic:.2f} < {self.critical[level]:.2f})"
+        return (
+            f"unit root not rejected at 10% (statistic {self.statistic:.2f} > "
+            f"{self.critical['10%']:.2f}): the spread may not mean-revert"
+        )
+
+
+ADF_NAN = AdfResult(math.nan, math.nan, {"1%": math.nan, "5%": math.nan, "10%": math.nan}, 0, 0)
+
+
+def adf_test(s) -> AdfResult:
+    """statsmodels ``adfuller(s, regression="c", autolag="AIC")``: statistic, p-value (MacKinnon),
+    the 1/5/10% critical values, the lags chosen and the observations used. All NaN when the
+    series is shorter than 20 points, constant, or has a NaN inside."""
+    a = _clean_series(s)
+    if a is None:
+        return ADF_NAN
+    from statsmodels.tsa.stattools import adfuller
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stat, pvalue, lags, nobs, crit, _ = adfuller(
+                a, regression="c", autolag="AIC", result_object=False
+            )
+    except (ValueError, np.linalg.LinAlgError):
+        return ADF_NAN
+    return AdfResult(float(stat), float(pvalue), {k: float(v) for k, v in crit.items()}, lags, nobs)
 
 
 def adf_pvalue(s) -> float:
@@ -324,6 +463,8 @@ def zscore_alerts(z, threshold: float, times=None) -> list[AlertEvent]:
 
 # --- backtest ----------------------------------------------------------------------------------
 
+MIN_SHARPE_TRIPS = 10
+
 
 @dataclass(frozen=True, slots=True)
 class BacktestResult:
@@ -344,6 +485,7 @@ def backtest(
     cost_bps: float = 1.0,
     log_prices: bool = True,
     bars_per_year: float = 365 * 24 * 60,
+    times_ms=None,
 ) -> BacktestResult:
     """A mean-reversion backtest of the spread ``y - beta x``, long and short.
 
@@ -352,9 +494,14 @@ def backtest(
     position is taken at bar ``t``'s close and earns from bar ``t + 1`` (no look-ahead); the
     hedge ratio is frozen at entry. A bar's PnL is ``pos * (dy - beta_entry * dx)`` divided by
     the gross notional at entry (``1 + |beta|`` for log prices, ``y + |beta| x`` for prices);
-    every change of position costs ``cost_bps`` of the gross notional traded. Sharpe is the
-    per-bar mean over std, annualised with ``bars_per_year``; max drawdown is on the equity
-    curve (cumulative return); hit rate is the share of round trips with a positive net return.
+    every change of position costs ``cost_bps`` of the gross notional traded. Max drawdown is
+    on the equity curve (cumulative return); hit rate is the share of closed round trips with a
+    positive net return; holding time is per closed round trip, in bars.
+
+    Sharpe is the per-bar mean over std, annualised by the bars per year of the calendar time
+    the sample covers (``times_ms``, bar open times; else ``bars_per_year``), and only reported
+    (else NaN) with at least ``MIN_SHARPE_TRIPS`` closed round trips over at least a day: from
+    minutes of data an annualised figure is noise.
     """
     ya, xa = _pair(y, x)
     za, ba = _pair(z, np.broadcast_to(np.asarray(beta, dtype=np.float64), ya.shape))
@@ -394,16 +541,31 @@ def backtest(
     pnl = gross - cost
     equity = np.cumsum(pnl)
     trades = _round_trips(signal, gross, cost)
+    closed = trades[trades["closed"]]
+    covered_days = math.nan
+    if times_ms is not None and n > 1:
+        t = np.asarray(times_ms, dtype=np.float64)
+        bar_ms = (t[-1] - t[0]) / (n - 1)
+        covered_days = (t[-1] - t[0] + bar_ms) / 86_400_000
+        bars_per_year = n / (covered_days / 365)
+        trades["entry_time"] = pd.to_datetime(t[trades["entry_bar"]], unit="ms", utc=True)
+        trades["exit_time"] = pd.to_datetime(t[trades["exit_bar"]], unit="ms", utc=True)
     std = pnl.std(ddof=1) if n > 1 else math.nan
+    enough = len(closed) >= MIN_SHARPE_TRIPS and not covered_days < 1.0
     summary = {
         "total_return": float(equity[-1]) if n else 0.0,
         "sharpe": float(pnl.mean() / std * math.sqrt(bars_per_year))
-        if std and std > 0
+        if std and std > 0 and enough
         else math.nan,
+        "round_trips": float(len(closed)),
+        "avg_holding_bars": float((closed["exit_bar"] - closed["entry_bar"]).mean())
+        if len(closed)
+        else math.nan,
+        "covered_days": covered_days,
         "max_drawdown": float(np.max(np.maximum.accumulate(np.maximum(equity, 0)) - equity))
         if n
         else 0.0,
-        "hit_rate": float((trades["net_return"] > 0).mean()) if len(trades) else math.nan,
+        "hit_rate": float((closed["net_return"] > 0).mean()) if len(closed) else math.nan,
         "trades": float(len(trades)),
         "costs": float(cost.sum()),
     }

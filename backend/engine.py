@@ -135,6 +135,12 @@ class Engine:
             trades=trades, speed=speed, loop=speed is not None, history_s=history_s
         )
 
+    def history_status(self) -> dict:
+        """Per symbol: how far back each timeframe reaches and the 1s history's progress, with
+        the loader's note (``loaded``, a refusal, ...)."""
+        notes = self.history.status
+        return {s: (self.store.history_status(s), notes.get(s)) for s in self.symbols}
+
     def replay_pass(self) -> tuple[int, int] | None:
         """A looped replay's pass (1 = the recording as it was) and its time shift in ms."""
         if self.exchange is None or self.opts.source != "replay":

@@ -1,19 +1,20 @@
 """The pair view: which analytics run on which data, split into a cheap live part (every
-refresh) and an expensive part (cached on data version and parameters, recomputed at bar close).
+refresh) and an expensive part (cached on the last closed bar and the parameters).
 
-What each figure uses (the README repeats this):
+One spread for everything, walk-forward by default (the README repeats this):
 
-* hedge ratio (beta, alpha): the chosen method on the last ``lookback_bars`` aligned bars of the
-  regression series (log prices by default);
-* spread: ``y - (alpha + beta x)`` over all shown bars, with that one beta and alpha
-  (for the Kalman method, the filtered beta_t, alpha_t of each bar of the lookback window,
-  the filter starting from the OLS fit of the window's first 20 bars; NaN before the window);
-* z-score: trailing ``z_window_bars`` mean and sample std of the spread;
-* correlation: trailing ``corr_window_bars`` Pearson correlation of log returns (or prices);
-* ADF and Engle-Granger p-values, half-life: the spread / the series over the lookback window;
-* backtest: walk-forward over all shown bars: at each bar the trailing-OLS (or Kalman) beta
-  and alpha of the lookback ending there, the spread from them and its trailing z-score; entry/
-  exit thresholds, costs in bps. No decision uses a later bar.
+* **hedge ratio path** ``(beta_t, alpha_t)``: for each bar ``t``, fitted on the ``lookback_bars``
+  bars *before* it (OLS in closed form; Huber / Theil-Sen refitted every
+  ``ceil(lookback / 20)`` bars, each fit from the window ending before the first bar it is used
+  for; Kalman: the filter's one-step-ahead prediction with maximum-likelihood noise). So
+  ``spread_t = y_t - (alpha_t + beta_t x_t)`` uses no bar at or after ``t`` for its hedge;
+* **hindsight** (an option, labelled so): one ``beta, alpha`` from the latest ``lookback_bars``
+  bars applied to every bar shown, bars before the window included;
+* **z-score**: trailing ``z_window_bars`` mean and sample std of that spread (current bar in);
+* **correlation**: trailing ``corr_window_bars`` Pearson correlation of log returns (or prices);
+* ADF, half-life, Engle-Granger and the backtest use *closed* bars only: the spread's last
+  ``lookback_bars`` closed bars (ADF, half-life), the series' (Engle-Granger), and every closed
+  bar shown (backtest, trading the same z as the chart, at each bar's close).
 """
 
 from __future__ import annotations
@@ -29,30 +30,58 @@ from backend.resampling import align
 
 REGRESSION_METHODS = ("ols", "huber", "theil-sen", "kalman")
 BARS_PER_YEAR = {tf: 365 * 24 * 3600 * 1000 / ms for tf, ms in TIMEFRAMES_MS.items()}
+ROBUST_REFITS_PER_WINDOW = 20  # a robust walk-forward hedge is refitted this often a window
 
 
 @dataclass(frozen=True)
 class PairParams:
-    lookback_bars: int = 500
+    lookback_bars: int = 300
     z_window_bars: int = 60
     corr_window_bars: int = 60
     method: str = "ols"
     log_prices: bool = True
     corr_on_returns: bool = True
     z_threshold: float = 2.0
-    kalman_delta: float = 1e-4
     cost_bps: float = 1.0
+    hindsight: bool = False  # one beta from the latest window for every bar (look-ahead)
 
     def check(self) -> None:
         """Raise ``ValueError`` with a user-facing message for a bad setting."""
         if self.method not in REGRESSION_METHODS:
             raise ValueError(f"unknown regression method {self.method!r}")
-        if self.lookback_bars < 20:
-            raise ValueError("lookback must be at least 20 bars")
+        if self.lookback_bars < an.MIN_REGRESSION_POINTS:
+            raise ValueError(f"lookback must be at least {an.MIN_REGRESSION_POINTS} bars")
         if self.z_window_bars < 2 or self.corr_window_bars < 2:
             raise ValueError("rolling windows must be at least 2 bars")
         if not self.z_threshold > 0:
             raise ValueError("the z-score threshold must be greater than 0")
+
+    @property
+    def path_is_slow(self) -> bool:
+        """The hedge path is refitted at bar close (robust and Kalman walk-forward)."""
+        return not self.hindsight and self.method != "ols"
+
+
+def needs(p: PairParams) -> dict[str, int]:
+    """Aligned bars each figure needs before it is defined (no hidden floor)."""
+    hedge = (
+        an.KALMAN_MIN_FIT_BARS + 1
+        if p.method == "kalman"
+        else p.lookback_bars + (0 if p.hindsight else 1)
+    )
+    z = hedge + p.z_window_bars - 1
+    return {
+        "β": hedge,
+        "z-score": z,
+        "correlation": p.corr_window_bars + (1 if p.corr_on_returns else 0),
+        "ADF": hedge + an.MIN_ADF_POINTS,  # 20 closed bars of a defined spread
+        "backtest": z + 1,
+    }
+
+
+def history_bars(p: PairParams) -> int:
+    """Bars before the first one shown that the figures on it need."""
+    return max(needs(p).values())
 
 
 @dataclass(frozen=True)
@@ -60,8 +89,8 @@ class LiveStats:
     open_time: np.ndarray
     y: np.ndarray  # the regression series (log prices or prices)
     x: np.ndarray
-    beta: float | np.ndarray
-    alpha: float | np.ndarray
+    beta: np.ndarray  # per bar (constant under hindsight)
+    alpha: np.ndarray
     spread: np.ndarray
     zscore: np.ndarray
     corr: np.ndarray
@@ -71,17 +100,17 @@ class LiveStats:
 
 @dataclass(frozen=True)
 class SlowStats:
-    adf_pvalue: float
+    adf: an.AdfResult
     eg_pvalue: float
     half_life_bars: float
-    kalman_beta: np.ndarray
-    kalman_alpha: np.ndarray
+    beta_path: np.ndarray | None  # the refitted hedge path (robust / Kalman walk-forward)
+    alpha_path: np.ndarray | None
     backtest: an.BacktestResult
+    window: int  # closed bars the ADF / half-life / Engle-Granger used
 
-
-def needed_bars(p: PairParams) -> int:
-    """Aligned bars needed before the figures mean anything."""
-    return max(p.z_window_bars, p.corr_window_bars, 20) + 1
+    @property
+    def adf_pvalue(self) -> float:
+        return self.adf.pvalue
 
 
 def aligned_series(y_bars: Bars, x_bars: Bars, p: PairParams):
@@ -90,16 +119,55 @@ def aligned_series(y_bars: Bars, x_bars: Bars, p: PairParams):
     return ya, xa, to_series(ya.close), to_series(xa.close)
 
 
-def live_stats(
-    y_bars: Bars, x_bars: Bars, p: PairParams, kalman: SlowStats | None = None
-) -> LiveStats:
-    """The per-refresh figures (closed forms and O(n) rolling sums)."""
-    ya, xa, y, x = aligned_series(y_bars, x_bars, p)
-    if p.method == "kalman" and kalman is not None and len(kalman.kalman_beta) == len(y):
-        beta, alpha = kalman.kalman_beta, kalman.kalman_alpha
-    else:
+def hedge_path(y: np.ndarray, x: np.ndarray, p: PairParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bar ``(beta_t, alpha_t)`` as the module docstring says."""
+    n = len(y)
+    if p.hindsight:
         method = "ols" if p.method == "kalman" else p.method
-        beta, alpha = an.hedge_ratio(y[-p.lookback_bars :], x[-p.lookback_bars :], method)
+        b, a = an.hedge_ratio(y[-p.lookback_bars :], x[-p.lookback_bars :], method)
+        return np.full(n, b), np.full(n, a)
+    if p.method == "kalman":
+        b, a = an.kalman_hedge(y, x)
+        return np.asarray(b), np.asarray(a)
+    if p.method == "ols":
+        b, a = (np.asarray(v) for v in an.rolling_hedge_ratio(y, x, p.lookback_bars))
+        return _shifted(b), _shifted(a)
+    return _robust_path(y, x, p)
+
+
+def _shifted(a: np.ndarray) -> np.ndarray:
+    """Value of the window ending at the previous bar, for each bar."""
+    return np.concatenate(([np.nan], a[:-1])) if len(a) else a
+
+
+def _robust_path(y, x, p: PairParams) -> tuple[np.ndarray, np.ndarray]:
+    n, w = len(y), p.lookback_bars
+    beta, alpha = np.full(n, np.nan), np.full(n, np.nan)
+    first = w  # the first bar with a whole window before it
+    if first >= n:
+        return beta, alpha
+    stride = max(1, math.ceil(w / ROBUST_REFITS_PER_WINDOW))
+    starts = list(range(first, n, stride))  # from the series' start: later bars change none
+    for i, t in enumerate(starts):
+        b, a = an.hedge_ratio(y[t - w : t], x[t - w : t], p.method)
+        stop = starts[i + 1] if i + 1 < len(starts) else n
+        beta[t:stop], alpha[t:stop] = b, a
+    return beta, alpha
+
+
+def live_stats(
+    y_bars: Bars, x_bars: Bars, p: PairParams, slow: SlowStats | None = None
+) -> LiveStats:
+    """The per-refresh figures (closed forms and O(n) rolling sums); a slow hedge path comes
+    from ``slow`` (fitted at the last bar close; the live bar's hedge needs no newer bar)."""
+    ya, xa, y, x = aligned_series(y_bars, x_bars, p)
+    if p.path_is_slow:
+        if slow is not None and slow.beta_path is not None and len(slow.beta_path) == len(y):
+            beta, alpha = slow.beta_path, slow.alpha_path
+        else:
+            beta = alpha = np.full(len(y), np.nan)
+    else:
+        beta, alpha = hedge_path(y, x, p)
     s = np.asarray(an.spread(y, x, beta, alpha))
     z = np.asarray(an.zscore(s, p.z_window_bars))
     if p.corr_on_returns:
@@ -112,57 +180,46 @@ def live_stats(
 
 
 def slow_stats(y_bars: Bars, x_bars: Bars, p: PairParams, live: LiveStats) -> SlowStats:
-    """The expensive figures, on the lookback window (ADF costs ~130 ms at 5k points)."""
-    n = p.lookback_bars
-    y, x = live.y, live.x
-    kb, ka = np.full(len(y), np.nan), np.full(len(y), np.nan)
-    if p.method == "kalman":
-        kb[-n:], ka[-n:] = an.kalman_hedge(
-            y[-n:], x[-n:], delta=p.kalman_delta, obs_var=_obs_var(y, x, n)
-        )
-    window_spread = live.spread[-n:]
-    bt_beta, bt_z = walk_forward_signal(y, x, p, kb, ka)
+    """The expensive figures, on closed bars (the live bar is the last one)."""
+    y, x, t = live.y, live.x, live.open_time
+    beta_path = alpha_path = None
+    beta, alpha = live.beta, live.alpha
+    if p.path_is_slow:
+        beta_path, alpha_path = hedge_path(y, x, p)
+        beta, alpha = beta_path, alpha_path
+    spread = np.asarray(an.spread(y, x, beta, alpha))
+    z = np.asarray(an.zscore(spread, p.z_window_bars))
+    closed = slice(0, max(0, len(y) - 1))
+    window = _defined_tail(spread[closed], p.lookback_bars)
     bt = an.backtest(
-        y,
-        x,
-        bt_z,
-        bt_beta,
+        y[closed],
+        x[closed],
+        z[closed],
+        beta[closed],
         entry=p.z_threshold,
         exit=0.0,
         cost_bps=p.cost_bps,
         log_prices=p.log_prices,
         bars_per_year=BARS_PER_YEAR.get(y_bars.timeframe, 525_600),
+        times_ms=t[closed],
     )
+    n = len(window)
     return SlowStats(
-        an.adf_pvalue(window_spread),
-        an.engle_granger_pvalue(y[-n:], x[-n:]),
-        an.half_life(window_spread),
-        np.asarray(kb),
-        np.asarray(ka),
+        an.adf_test(window),
+        an.engle_granger_pvalue(y[closed][-n:], x[closed][-n:]) if n else math.nan,
+        an.half_life(window),
+        beta_path,
+        alpha_path,
         bt,
+        n,
     )
 
 
-def walk_forward_signal(y, x, p: PairParams, kalman_beta, kalman_alpha):
-    """Per-bar ``(beta_t, z_t)`` for the backtest using only bars up to ``t``: trailing OLS over
-    ``lookback_bars`` (the filtered Kalman state for that method), the spread from it, and the
-    trailing z-score of that spread. The headline beta is fitted on the latest window, so a
-    backtest on it would trade earlier bars with a hedge ratio from their future."""
-    if p.method == "kalman":
-        beta, alpha = np.asarray(kalman_beta), np.asarray(kalman_alpha)
-    else:
-        beta, alpha = (np.asarray(v) for v in an.rolling_hedge_ratio(y, x, p.lookback_bars))
-    spread = np.asarray(y) - (alpha + beta * np.asarray(x))
-    return beta, np.asarray(an.zscore(spread, p.z_window_bars))
-
-
-def _obs_var(y: np.ndarray, x: np.ndarray, n: int) -> float:
-    """Observation noise for the Kalman filter: the OLS residual variance on the lookback."""
-    beta, alpha = an.hedge_ratio(y[-n:], x[-n:])
-    if not math.isfinite(beta):
-        return 1e-6
-    resid = y[-n:] - (alpha + beta * x[-n:])
-    return max(float(np.nanvar(resid)), 1e-12)
+def _defined_tail(a: np.ndarray, n: int) -> np.ndarray:
+    """The last ``n`` values, cut at the latest NaN (a walk-forward spread's warm-up)."""
+    tail = a[-n:] if n else a[:0]
+    bad = np.flatnonzero(~np.isfinite(tail))
+    return tail[bad[-1] + 1 :] if len(bad) else tail
 
 
 def _last(a) -> float:

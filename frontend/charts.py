@@ -95,6 +95,14 @@ def candles(bars: Bars) -> go.Figure:
     return _figure(data, title, f"candles-{bars.symbol}", 420, **_two_panes(0.75))
 
 
+def _spread_kind(p) -> str:
+    if p.hindsight:
+        return f"β from the latest {p.lookback_bars} bars for every bar (hindsight)"
+    if p.method == "kalman":
+        return "walk-forward: Kalman one-step-ahead β_t, α_t"
+    return f"walk-forward: each bar's β from the {p.lookback_bars} bars before it"
+
+
 def spread_chart(live, shown: slice, p) -> go.Figure:
     from backend.analytics import rolling_mean_std
 
@@ -104,19 +112,42 @@ def spread_chart(live, shown: slice, p) -> go.Figure:
     k = p.z_threshold
     data = [
         _line(t, live.spread[shown], "spread", color="#1f77b4"),
-        _line(t, mean, "rolling mean", color="#555", dash="dot"),
+        _line(t, mean, f"{p.z_window_bars}-bar mean", color="#555", dash="dot"),
         _line(t, mean + k * std, f"+{k}σ", color="#d62728", width=1),
         _line(t, mean - k * std, f"−{k}σ", color="#2ca02c", width=1),
     ]
-    return _figure(data, "Spread  y − (α + β·x)", "spread")
+    return _figure(data, f"Spread y − (α + β·x) · {_spread_kind(p)}", "spread")
 
 
-def zscore_chart(live, shown: slice, p) -> go.Figure:
-    t = _times(live.open_time[shown])
+def zscore_chart(live, shown: slice, p, slow=None) -> go.Figure:
+    """The z the alerts and the backtest use, with the backtest's entries and exits marked."""
+    t_all = _times(live.open_time)
+    t = t_all[shown]
     levels = ((p.z_threshold, "#d62728"), (-p.z_threshold, "#2ca02c"), (0, "#555"))
+    data = [_line(t, live.zscore[shown], "z-score", color="#9467bd")]
+    if slow is not None and len(slow.backtest.trades):
+        first = len(live.open_time) - len(t)
+        trips = slow.backtest.trades
+        for col, name, symbol in (("entry_bar", "entry", "triangle-up"), ("exit_bar", "exit", "x")):
+            bars = trips[col].to_numpy()
+            if col == "exit_bar":
+                bars = bars[trips["closed"].to_numpy()]
+            bars = bars[bars >= first]
+            data.append(
+                dict(
+                    type="scatter",
+                    mode="markers",
+                    x=t_all[bars],
+                    y=live.zscore[bars],
+                    name=f"backtest {name}",
+                    marker=dict(
+                        symbol=symbol, size=9, color="#111" if name == "exit" else "#ff7f0e"
+                    ),
+                )
+            )
     return _figure(
-        [_line(t, live.zscore[shown], "z-score", color="#9467bd")],
-        f"Z-score (window {p.z_window_bars} bars)",
+        data,
+        f"Z-score (window {p.z_window_bars} bars) · backtest entries and exits",
         "zscore",
         shapes=[_hline(level, color) for level, color in levels],
     )
@@ -133,18 +164,18 @@ def corr_chart(live, shown: slice, p) -> go.Figure:
     )
 
 
-def kalman_chart(live, slow, shown: slice) -> go.Figure:
+def hedge_chart(live, shown: slice, p) -> go.Figure:
     t = _times(live.open_time[shown])
     return _figure(
-        [_line(t, slow.kalman_beta[shown], "β (Kalman)", color="#17becf")],
-        "Kalman hedge ratio β_t",
-        "kalman",
+        [_line(t, np.asarray(live.beta)[shown], "β", color="#17becf")],
+        f"Hedge ratio β per bar · {_spread_kind(p)}",
+        "hedge",
     )
 
 
 def equity_chart(live, slow, shown: slice) -> go.Figure:
-    t = _times(live.open_time[shown])
-    bt = slow.backtest
+    bt = slow.backtest  # on closed bars: one fewer than the live series
+    t = _times(live.open_time[: len(bt.equity)][shown])
     data = [
         dict(_line(t, bt.equity[shown] * 100, "equity (%)"), xaxis="x", yaxis="y"),
         dict(_line(t, bt.position[shown], "position", shape="hv"), xaxis="x2", yaxis="y2"),

@@ -17,13 +17,15 @@ import streamlit as st
 from backend import analytics as an
 from backend.config import ConfigError
 from backend.engine import Engine, EngineOptions
-from backend.pairs import PairParams, live_stats, needed_bars, slow_stats
+from backend.pairs import PairParams, history_bars, live_stats, needs, slow_stats
 from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadError, parse_upload
 from frontend import charts
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
+WALK_FORWARD = "Walk-forward (no look-ahead)"
+HINDSIGHT = "Fixed β from the latest window (hindsight)"
 LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target 500 ms)
 ANALYSIS_REFRESH_S = 1.0
 EXPORT_REFRESH_S = 5.0  # each rebuild replaces the files; a click needs one to last
@@ -102,8 +104,12 @@ def live_strip(engine: Engine) -> None:
         health.state, f":gray[● {health.state}]"
     )
     gaps_open = sum(s.open_gaps for s in snap.symbols.values())
+    source = engine.opts.source
+    replay = engine.replay_pass()
+    if replay is not None and replay[0] > 1:
+        source += f" (pass {replay[0]}, times shifted +{replay[1] / 3_600_000:.2f} h)"
     st.caption(
-        f"{state} · source **{engine.opts.source}** · {health.msgs_per_s:,.0f} msg/s · "
+        f"{state} · source **{source}** · {health.msgs_per_s:,.0f} msg/s · "
         f"last message {age} ago · latency {latency} · reconnects {health.reconnects} · "
         f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
         f"malformed skipped {health.malformed} · duplicates dropped "
@@ -164,6 +170,14 @@ def sidebar(engine: Engine, uploads: dict) -> Controls | None:
         sb.error("Choose two different symbols for Y and X.")
         return None
     method = sb.selectbox("Regression", list(METHOD_LABELS), key="method")
+    spread_mode = sb.radio(
+        "Spread",
+        [WALK_FORWARD, HINDSIGHT],
+        key="spread_mode",
+        help="Walk-forward: each bar's hedge ratio is fitted on the lookback bars before it, so "
+        "no figure uses a later bar. Hindsight: one hedge ratio from the latest window for "
+        "every bar shown, earlier bars judged with a fit that saw their future.",
+    )
     series = sb.radio("Regress on", ["Log price", "Price"], horizontal=True, key="series")
     corr_on = sb.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
     lookback = sb.number_input(
@@ -191,6 +205,7 @@ def sidebar(engine: Engine, uploads: dict) -> Controls | None:
         corr_on_returns=corr_on == "Log returns",
         z_threshold=float(threshold),
         cost_bps=float(cost),
+        hindsight=spread_mode == HINDSIGHT,
     )
     return Controls(data, timeframe, y, x, int(shown), params, adf_mode, float(cooldown))
 
@@ -255,8 +270,7 @@ def _tail(bars: Bars, n: int) -> Bars:
 
 def pair_bars(engine: Engine, controls: Controls, uploads: dict) -> tuple[Bars, Bars]:
     """The bars the pair figures need: those shown plus the longest window before them."""
-    p = controls.params
-    keep = controls.shown_bars + max(p.lookback_bars, p.z_window_bars, p.corr_window_bars) + 1
+    keep = controls.shown_bars + history_bars(controls.params) + 1
     yb = _tail(bars_for(engine, controls, uploads, controls.y), keep)
     xb = _tail(bars_for(engine, controls, uploads, controls.x), keep)
     return yb, xb
@@ -270,27 +284,60 @@ def common_bars(yb: Bars, xb: Bars) -> int:
 def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
     p = controls.params
     yb, xb = pair_bars(engine, controls, uploads)
-    need = needed_bars(p)
     have = common_bars(yb, xb)
-    if have < need:
+    if controls.data == "live":
+        history_caption(engine, controls.timeframe)
+    waiting = {name: n for name, n in needs(p).items() if have < n}
+    if waiting:
         st.info(
-            f"Warming up: needs {need - have} more {controls.timeframe} bars of both "
-            f"{controls.y} and {controls.x} ({have} of {need}). Choose a shorter timeframe or "
-            "smaller windows to start sooner."
+            f"Warming up on {controls.timeframe} bars: {have} aligned bars of {controls.y} and "
+            f"{controls.x} so far. Still waiting: "
+            + "; ".join(f"{name} needs {n} ({n - have} more)" for name, n in waiting.items())
+            + ". Smaller windows or another timeframe start sooner."
         )
-        price_charts(yb, xb, controls)
-        return
+        if have < min(needs(p).values()):
+            price_charts(yb, xb, controls)
+            return
     live = live_stats(yb, xb, p)
     slow = cached_slow(yb, xb, p, live, controls)
-    if p.method == "kalman" and slow is not None:
-        live = live_stats(yb, xb, p, kalman=slow)
-    figures(live, slow, p)
+    if p.path_is_slow and slow is not None:
+        live = live_stats(yb, xb, p, slow)
+    figures(live, slow, p, controls.timeframe)
     fire_alerts(live, yb, xb, controls)
     analysis_tabs(engine, controls, uploads, yb, xb, live, slow)
 
 
-TABS = ("Prices", "Spread & z-score", "Correlation", "Kalman β", "Backtest", "Heatmap", "Table",
-        "Alerts")  # fmt: skip
+def history_caption(engine: Engine, timeframe: str) -> None:
+    """How far back the bars reach and whether the 1s history is still coming in."""
+    status = engine.history_status()
+    parts, filling = [], []
+    for symbol, (st_, note) in status.items():
+        reach = st_.klines_from_ms.get(timeframe) if timeframe != "1s" else None
+        start = reach or st_.seconds_from_ms
+        if start is not None:
+            parts.append(f"{symbol} from {_utc(start)}")
+        if st_.seconds_filled is not None and st_.seconds_filled < 1.0:
+            filling.append(f"{symbol} {st_.seconds_filled:.0%}")
+        elif st_.seconds_from_ms is not None and st_.seconds_filled is None:
+            filling.append(f"{symbol} loading")
+        if note and note not in ("loaded", "waiting", "1s history started"):
+            filling.append(f"{symbol}: {note}")
+    if parts:
+        source = "klines, then bars built from trades" if timeframe != "1s" else "aggregate trades"
+        st.caption(f"{timeframe} history ({source}): " + " · ".join(parts) + " UTC")
+    if filling:
+        st.caption(
+            "⏳ 1s history still loading (bars after its start are partial until it is in): "
+            + ", ".join(filling)
+        )
+
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+
+
+TABS = ("Prices", "Spread & z-score", "Correlation", "Hedge ratio β", "Backtest", "Heatmap",
+        "Table", "Alerts")  # fmt: skip
 
 
 def analysis_tabs(engine, controls: Controls, uploads: dict, yb, xb, live, slow) -> None:
@@ -305,23 +352,21 @@ def analysis_tabs(engine, controls: Controls, uploads: dict, yb, xb, live, slow)
     with tabs[1]:
         if tabs[1].open:
             st.plotly_chart(charts.spread_chart(live, shown, p), key="spread", config=charts.CONFIG)
-            st.plotly_chart(charts.zscore_chart(live, shown, p), key="z", config=charts.CONFIG)
+            st.plotly_chart(
+                charts.zscore_chart(live, shown, p, slow), key="z", config=charts.CONFIG
+            )
     with tabs[2]:
         if tabs[2].open:
             st.plotly_chart(charts.corr_chart(live, shown, p), key="corr", config=charts.CONFIG)
     with tabs[3]:
-        if tabs[3].open and slow is not None and p.method == "kalman":
-            st.plotly_chart(
-                charts.kalman_chart(live, slow, shown), key="kalman", config=charts.CONFIG
-            )
-        elif tabs[3].open:
-            st.info("Choose the Kalman regression to see the time-varying hedge ratio.")
+        if tabs[3].open:
+            st.plotly_chart(charts.hedge_chart(live, shown, p), key="hedge", config=charts.CONFIG)
     with tabs[4]:
         if tabs[4].open and slow is not None:
             st.plotly_chart(
                 charts.equity_chart(live, slow, shown), key="equity", config=charts.CONFIG
             )
-            st.dataframe(slow.backtest.trades.tail(50), hide_index=True)
+            trades_table(slow)
     with tabs[5]:
         if tabs[5].open:
             heatmap(engine, controls, uploads)
@@ -358,13 +403,13 @@ def analytics_csv(engine: Engine, controls: Controls, uploads: dict) -> bytes:
     """The per-bar stats table of the current data, as CSV (the export panel rebuilds it)."""
     yb, xb = pair_bars(engine, controls, uploads)
     p = controls.params
-    have, need = common_bars(yb, xb), needed_bars(p)
+    have, need = common_bars(yb, xb), min(needs(p).values())
     if have < need:
         return f"# warming up: {have} of {need} {controls.timeframe} bars so far\n".encode()
     try:
         live = live_stats(yb, xb, p)
-        if p.method == "kalman":
-            live = live_stats(yb, xb, p, kalman=slow_stats(yb, xb, p, live))
+        if p.path_is_slow:
+            live = live_stats(yb, xb, p, slow_stats(yb, xb, p, live))
         return stats_frame(controls, yb, xb, live).to_csv(index=False).encode()
     except ValueError as exc:
         return f"# no pair statistics: {exc}\n".encode()
@@ -380,7 +425,8 @@ def cached_slow(yb: Bars, xb: Bars, p: PairParams, live, controls: Controls):
     demand), not on every refresh."""
     last_closed = int(live.open_time[-2]) if len(live.open_time) > 1 else 0
     key = (controls.data, controls.timeframe, controls.y, controls.x, p)
-    if controls.adf_mode == "On demand":
+    on_demand = controls.adf_mode == "On demand" and not p.path_is_slow  # a slow hedge can't wait
+    if on_demand:
         key = (*key, st.session_state.get("adf_request"))
         if st.session_state.get("adf_request") is None:
             key = (*key, "never")
@@ -389,37 +435,100 @@ def cached_slow(yb: Bars, xb: Bars, p: PairParams, live, controls: Controls):
     hit = st.session_state.get("slow")
     if hit and hit[0] == key:
         return hit[1]
-    if controls.adf_mode == "On demand" and st.session_state.get("adf_request") is None:
+    if on_demand and st.session_state.get("adf_request") is None:
         return None
     slow = slow_stats(yb, xb, p, live)
     st.session_state["slow"] = (key, slow)
     return slow
 
 
-def figures(live, slow, p: PairParams) -> None:
-    beta = live.beta if np.ndim(live.beta) == 0 else _last_finite(live.beta)
-    alpha = live.alpha if np.ndim(live.alpha) == 0 else _last_finite(live.alpha)
+def figures(live, slow, p: PairParams, timeframe: str) -> None:
+    beta, alpha = _last_finite(live.beta), _last_finite(live.alpha)
+    how = "hindsight: the latest" if p.hindsight else "walk-forward: the"
+    fit = f"{p.method.upper() if p.method == 'ols' else p.method}, {how} {p.lookback_bars} bars"
+    if p.method == "kalman" and not p.hindsight:
+        fit = "Kalman one-step-ahead, noise by maximum likelihood on earlier bars"
+    tf_s = TIMEFRAMES_MS[timeframe] / 1000
     c = [*st.columns(4), *st.columns(4)]
-    c[0].metric(
-        "Hedge ratio β", _fmt(beta, 4), help=f"{p.method} on the last {p.lookback_bars} bars"
+    c[0].metric("Hedge ratio β", _fmt(beta, 4), help=f"{fit} ({timeframe} bars)")
+    c[1].metric(
+        "Alpha", _fmt(alpha, 4), help="intercept of the same fit, in the regression's units"
     )
-    c[1].metric("Alpha", _fmt(alpha, 4))
-    c[2].metric("Latest z", _fmt(live.latest_z, 2))
-    c[3].metric("Correlation", _fmt(live.latest_corr, 3))
+    c[2].metric(
+        f"z ({p.z_window_bars} bars)",
+        _fmt(live.latest_z, 2),
+        help=f"spread minus its trailing {p.z_window_bars}-bar mean, over the sample std; "
+        "the live bar included",
+    )
+    what = "log returns" if p.corr_on_returns else "prices"
+    c[3].metric(
+        f"Correlation ({p.corr_window_bars} bars)",
+        _fmt(live.latest_corr, 3),
+        help=f"Pearson of {what}, trailing {p.corr_window_bars} {timeframe} bars",
+    )
     if slow is None:
         c[4].metric("ADF p-value", "—", help="press 'Run ADF now'")
         return
-    c[4].metric("ADF p-value", _fmt(slow.adf_pvalue, 4), help="spread over the lookback window")
-    c[5].metric("Engle–Granger p", _fmt(slow.eg_pvalue, 4))
-    c[6].metric("Half-life (bars)", _fmt(slow.half_life_bars, 1))
+    adf = slow.adf
+    crit = " · ".join(f"{k} {v:.2f}" for k, v in adf.critical.items())
+    c[4].metric(
+        f"ADF p ({slow.window} bars)",
+        _fmt(adf.pvalue, 4),
+        help=f"statistic {_fmt(adf.statistic, 3)}; critical values {crit}; {adf.lags} lags. "
+        f"On the last {slow.window} closed bars of the spread.",
+    )
+    c[5].metric(
+        f"Engle–Granger p ({slow.window} bars)",
+        _fmt(slow.eg_pvalue, 4),
+        help="statsmodels coint(y, x) on the same closed bars",
+    )
+    hl = slow.half_life_bars
+    c[6].metric(
+        "Half-life",
+        f"{_fmt(hl, 1)} bars",
+        help=f"AR(1) of the spread over {slow.window} closed bars; "
+        f"{_duration(hl * tf_s)} at {timeframe}",
+    )
     s = slow.backtest.summary
+    sharpe = (
+        f"Sharpe {s['sharpe']:.2f} (annualised over {s['covered_days']:.1f} days)"
+        if math.isfinite(s["sharpe"])
+        else "Sharpe not shown: needs ≥ 10 round trips over ≥ 1 day"
+    )
     c[7].metric(
         "Backtest return",
         f"{s['total_return'] * 100:+.2f}%",
-        help=f"walk-forward, net of costs · Sharpe {_fmt(s['sharpe'], 2)} · max DD "
-        f"{s['max_drawdown'] * 100:.2f}% · hit rate {_fmt(s['hit_rate'], 2)} · "
-        f"{int(s['trades'])} trades",
+        help=f"walk-forward on closed bars, net of {p.cost_bps:g} bps a trade · "
+        f"{int(s['round_trips'])} round trips · hit rate {_fmt(s['hit_rate'], 2)} · "
+        f"max DD {s['max_drawdown'] * 100:.2f}% · {sharpe}",
     )
+    st.caption(
+        f"ADF: {adf.verdict}. Half-life {_fmt(hl, 1)} bars = {_duration(hl * tf_s)}. "
+        f"Backtest: {int(s['round_trips'])} round trips, hit rate {_fmt(s['hit_rate'], 2)}, "
+        f"average holding {_duration(s['avg_holding_bars'] * tf_s)}, "
+        f"{s['total_return'] * 100:+.2f}% after costs; {sharpe}."
+    )
+
+
+def _duration(seconds: float) -> str:
+    if not isinstance(seconds, float | int) or not math.isfinite(seconds):
+        return "∞" if seconds == math.inf else "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def trades_table(slow) -> None:
+    trades = slow.backtest.trades
+    if not len(trades):
+        st.caption("No trade yet: the z-score has not crossed the entry threshold.")
+        return
+    cols = [c for c in ("entry_time", "exit_time") if c in trades] + [
+        "direction", "closed", "gross_return", "net_return"
+    ]  # fmt: skip
+    st.dataframe(trades[cols].iloc[::-1].head(50), hide_index=True)
 
 
 def _last_finite(a) -> float:

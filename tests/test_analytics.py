@@ -98,6 +98,14 @@ def test_adf_matches_statsmodels_and_arch(pair):
     )
     assert p == pytest.approx(ADF(s, trend="c", method="aic").pvalue, rel=0.05, abs=1e-4)
     assert p < 0.01
+    full = an.adf_test(s)
+    ref = ADF(s, trend="c", method="aic")
+    assert full.pvalue == p and full.statistic == pytest.approx(ref.stat, rel=1e-6)
+    for level in ("1%", "5%", "10%"):
+        assert full.critical[level] == pytest.approx(ref.critical_values[level], rel=1e-3)
+    assert full.verdict.startswith("stationary at 1%")
+    walk = np.cumsum(np.random.default_rng(0).normal(size=300))
+    assert an.adf_test(walk).verdict.startswith("unit root not rejected")
 
 
 def test_independent_random_walks_are_not_cointegrated():
@@ -126,16 +134,86 @@ def test_half_life_of_a_known_ar1():
     assert an.half_life(1.01 ** np.arange(200)) == math.inf  # explosive: no mean reversion
 
 
-def test_kalman_tracks_a_beta_that_shifts_mid_sample():
-    rng = np.random.default_rng(8)
-    n = 4_000
-    x = 50 + np.cumsum(rng.normal(0, 0.5, n))
-    true_beta = np.where(np.arange(n) < n // 2, 1.0, 2.0)
-    y = 5 + true_beta * x + rng.normal(0, 0.3, n)
-    beta, alpha = an.kalman_hedge(y, x, delta=1e-4, obs_var=0.09)
-    assert abs(np.median(beta[1500:2000]) - 1.0) < 0.1
-    assert abs(np.median(beta[3500:]) - 2.0) < 0.1
-    assert beta.shape == (n,) and np.isfinite(alpha).all()
+def _predicted_states(y, x, obs_var, q_alpha, q_beta, prior_var):
+    """Independent reference: the textbook Kalman recursion for y_t = a_t + b_t x_t + v_t with
+    random-walk [a, b], returning the one-step-ahead predictions (before seeing y_t)."""
+    m, P = np.zeros(2), np.eye(2) * prior_var
+    Q = np.diag([q_alpha, q_beta])
+    out = np.empty((len(y), 2))
+    for t in range(len(y)):
+        out[t] = m
+        h = np.array([1.0, x[t]])
+        f = h @ P @ h + obs_var
+        k = P @ h / f
+        m = m + k * (y[t] - h @ m)
+        P = P - np.outer(k, h @ P) + Q
+    return out[:, 1], out[:, 0]
+
+
+def _random_walk_beta(seed, n=1500, q_alpha=0.1, q_beta=0.01, obs=1.0):
+    rng = np.random.default_rng(seed)
+    x = 50 + np.cumsum(rng.normal(0, 1, n))
+    beta = 1.5 + np.cumsum(rng.normal(0, q_beta, n))
+    alpha = 2 + np.cumsum(rng.normal(0, q_alpha, n))
+    return alpha + beta * x + rng.normal(0, obs, n), x, beta
+
+
+def test_kalman_with_fixed_noise_is_the_textbook_filter():
+    y, x, _ = _random_walk_beta(1, n=400)
+    beta, alpha = an.kalman_hedge(y, x, delta=1e-4, obs_var=1.0)
+    q = 1e-4 / (1 - 1e-4)
+    ref_beta, ref_alpha = _predicted_states(y, x, 1.0, q, q, 1e6 * y[0] ** 2)
+    np.testing.assert_allclose(beta[50:], ref_beta[50:], rtol=1e-6)
+    np.testing.assert_allclose(alpha[50:], ref_alpha[50:], rtol=1e-6, atol=1e-6)
+
+
+def test_kalman_with_estimated_noise_tracks_beta_like_a_filter_told_the_true_noise():
+    """Known random-walk beta: the maximum-likelihood defaults track it about as well as the
+    filter given the true variances, and the out-of-sample spread is as tight."""
+    rmse_ratio, spread_ratio = [], []
+    for seed in range(6):
+        y, x, true_beta = _random_walk_beta(seed)
+        beta, alpha = an.kalman_hedge(y, x)
+        ref_beta, ref_alpha = _predicted_states(y, x, 1.0, 0.1**2, 0.01**2, 1e6 * y[0] ** 2)
+        late = slice(400, None)  # after the first fits
+        rmse = np.sqrt(np.mean((beta[late] - true_beta[late]) ** 2))
+        ref_rmse = np.sqrt(np.mean((ref_beta[late] - true_beta[late]) ** 2))
+        rmse_ratio.append(rmse / ref_rmse)
+        spread = (y - (alpha + beta * x))[late]
+        spread_ratio.append(spread.std() / (y - (ref_alpha + ref_beta * x))[late].std())
+        assert np.isnan(beta[: an.KALMAN_MIN_FIT_BARS]).all()
+        assert np.isfinite(beta[an.KALMAN_MIN_FIT_BARS :]).all()
+    assert np.median(rmse_ratio) < 1.3, rmse_ratio
+    assert max(spread_ratio) < 1.05, spread_ratio
+
+
+def test_kalman_outputs_use_only_earlier_bars():
+    y, x, _ = _random_walk_beta(3, n=900)
+    beta, alpha = an.kalman_hedge(y, x)
+    y2 = y.copy()
+    y2[600:] += 25.0  # change y_600 and everything after
+    beta2, alpha2 = an.kalman_hedge(y2, x)
+    np.testing.assert_array_equal(beta[:601], beta2[:601])
+    np.testing.assert_array_equal(alpha[:601], alpha2[:601])
+    assert not np.allclose(beta[620:], beta2[620:])
+    short_beta, _ = an.kalman_hedge(y[:601], x[:601])
+    np.testing.assert_array_equal(short_beta, beta[:601])
+
+
+def test_kalman_on_real_log_prices_is_not_degenerate(dec_trades):
+    """With delta = 1e-4 on log prices the intercept used to absorb every move (beta stuck, the
+    spread ~1e-10). With estimated noise the spread keeps the size of the OLS residual."""
+    from backend.resampling import align, bars_from_trades
+
+    yb, xb = align(
+        bars_from_trades(dec_trades["ETHUSDT"], "1s"), bars_from_trades(dec_trades["BTCUSDT"], "1s")
+    )
+    y, x = np.log(yb.close), np.log(xb.close)
+    beta, alpha = an.kalman_hedge(y, x)
+    spread = (y - (alpha + beta * x))[an.KALMAN_MIN_FIT_BARS :]
+    b, a = an.hedge_ratio(y, x)
+    resid = y - (a + b * x)
+    assert spread.std() > 0.2 * resid.std()
 
 
 def test_alerts_are_edge_triggered_one_per_excursion():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -38,38 +39,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def dashboard(tmp_path):
+def _serve_dashboard(tmp_path, *options: str):
+    """``streamlit run app.py -- options`` on a free port; yields (url, db), stops it after."""
     port = _free_port()
     db = tmp_path / "market.db"
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--",
-            "--source",
-            "replay",
-            "--replay-speed",
-            "20",
-            "--db",
-            str(db),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--", *options, "--db", str(db)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -90,6 +70,74 @@ def dashboard(tmp_path):
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    yield from _serve_dashboard(tmp_path, "--source", "replay", "--replay-speed", "20")
+
+
+@pytest.fixture
+def simulated_dashboard(tmp_path):
+    yield from _serve_dashboard(tmp_path, "--source", "simulate")
+
+
+@contextlib.contextmanager
+def chromium_page(name: str):
+    """A fresh headless Chromium page; a screenshot of it if the test fails."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(accept_downloads=True, viewport={"width": 1500, "height": 1800})
+        try:
+            yield page
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def metric_text(page, label: str) -> str | None:
+    metric = page.get_by_test_id("stMetric").filter(has_text=label)
+    if not metric.count():
+        return None
+    return metric.first.get_by_test_id("stMetricValue").inner_text()
+
+
+def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_dashboard):
+    """History at start: right after the page opens, 1m shows beta, z and the ADF p-value
+    within 10 s (no hour of warming up), and the z chart marks the backtest's trades."""
+    url, _ = simulated_dashboard
+    with chromium_page("simulate-1m") as page:
+        page.goto(url)
+        page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(timeout=30_000)
+        page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
+        clicked = time.monotonic()
+
+        def numeric(label):
+            text = metric_text(page, label)
+            return text is not None and any(ch.isdigit() for ch in text)
+
+        def shown_on_1m():  # the figures below the 1m caption are the 1m ones
+            on_1m = page.get_by_text("1m history (klines").count() >= 1
+            return (
+                on_1m and numeric("Hedge ratio β") and numeric("z (60 bars)") and numeric("ADF p")
+            )
+
+        wait_until(shown_on_1m, 10, "β, z and ADF on 1m")
+        assert time.monotonic() - clicked < 10
+        page.get_by_text("· 1m").first.wait_for(timeout=5_000)  # the candles are 1m
+        page.get_by_role("tab", name="Spread & z-score").click()
+        page.get_by_text("backtest entry").first.wait_for(timeout=20_000)
 
 
 def ticks_value(page) -> int:
@@ -121,92 +169,65 @@ def wait_until(fn, timeout_s: float, what: str):
 
 
 def test_dashboard_in_a_real_browser(dashboard, dec_trades):
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
     url, db = dashboard
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+    with chromium_page("dashboard") as page:
+        page.goto(url)
+        page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(timeout=30_000)
+        # Ticks rise in the open page, without a reload.
+        first = wait_until(lambda: ticks_value(page) or None, 20, "the first ticks")
+        later = wait_until(lambda: (v := ticks_value(page)) > first and v, 20, "ticks to rise")
+        assert later > first
+
+        # Warmed up at 1s (the z-score is defined): the analytics CSV downloads, and its
+        # z-score is pandas' trailing z of its own spread.
+        wait_until(
+            lambda: any(ch.isdigit() for ch in (metric_text(page, "z (60 bars)") or "")),
+            60,
+            "the z-score",
         )
-        try:
-            page = browser.new_page(accept_downloads=True, viewport={"width": 1500, "height": 1800})
-            page.goto(url)
-            page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(timeout=30_000)
-            # Ticks rise in the open page, without a reload.
-            first = wait_until(lambda: ticks_value(page) or None, 20, "the first ticks")
-            later = wait_until(lambda: (v := ticks_value(page)) > first and v, 20, "ticks to rise")
-            assert later > first
+        table = pd.read_csv(download(page, "Download analytics CSV"))
+        assert {"time", "ETHUSDT_close", "BTCUSDT_close", "spread", "zscore"} <= set(table)
+        spread = table["spread"]
+        z = (spread - spread.rolling(60).mean()) / spread.rolling(60).std(ddof=1)
+        assert table["zscore"].notna().sum() >= 1
+        np.testing.assert_allclose(table["zscore"], z, rtol=1e-6, atol=1e-9)
+        # The Table tab is computed only when opened (lazy tabs), and then it shows.
+        page.get_by_role("tab", name="Table").click()
+        page.get_by_text("The whole table").wait_for(timeout=20_000)
+        page.get_by_role("tab", name="Prices").click()
 
-            # Warmed up at 1s: the analytics CSV downloads, and its z-score is pandas' trailing
-            # z of its own spread.
-            page.get_by_test_id("stMetric").filter(has_text="Hedge ratio").first.wait_for(
-                timeout=60_000
+        # Switch the timeframe to 1m: the candles are titled with it.
+        page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
+        page.get_by_text("· 1m").first.wait_for(timeout=20_000)
+
+        # Download the 1m bars and check every closed bar against the recorded trades.
+        with open(download(page, "Download CSV (1m bars"), newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows and set(rows[0]) >= {"symbol", "timeframe", "open_time", "close", "time"}
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            mine = pd.DataFrame([r for r in rows if r["symbol"] == symbol])
+            assert (mine["timeframe"] == "1m").all()
+            ref = reference_bars(dec_trades[symbol], 60_000).set_index("open_time")
+            closed = mine.iloc[:-1]  # the last bar may still be open
+            times = closed["open_time"].astype(np.int64)
+            # The replay loops (shifted ids and times); check the first pass through the tape.
+            first_pass = (times < ref.index.max()).to_numpy()
+            closed, times = closed[first_pass], times[first_pass]
+            assert len(closed) >= 1
+            np.testing.assert_array_equal(closed["close"].astype(float), ref.loc[times, "close"])
+            np.testing.assert_array_equal(closed["trades"].astype(int), ref.loc[times, "trades"])
+            np.testing.assert_allclose(
+                closed["volume"].astype(float), ref.loc[times, "volume"], rtol=1e-9
             )
-            table = pd.read_csv(download(page, "Download analytics CSV"))
-            assert {"time", "ETHUSDT_close", "BTCUSDT_close", "spread", "zscore"} <= set(table)
-            spread = table["spread"]
-            z = (spread - spread.rolling(60).mean()) / spread.rolling(60).std(ddof=1)
-            assert table["zscore"].notna().sum() >= 1
-            np.testing.assert_allclose(table["zscore"], z, rtol=1e-6, atol=1e-9)
-            # The Table tab is computed only when opened (lazy tabs), and then it shows.
-            page.get_by_role("tab", name="Table").click()
-            page.get_by_text("The whole table").wait_for(timeout=20_000)
-            page.get_by_role("tab", name="Prices").click()
 
-            # Switch the timeframe to 1m: the candles are titled with it.
-            page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
-            page.get_by_text("· 1m").first.wait_for(timeout=20_000)
-
-            # Download the 1m bars and check every closed bar against the recorded trades.
-            with open(download(page, "Download CSV (1m bars"), newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            assert rows and set(rows[0]) >= {"symbol", "timeframe", "open_time", "close", "time"}
-            for symbol in ("BTCUSDT", "ETHUSDT"):
-                mine = pd.DataFrame([r for r in rows if r["symbol"] == symbol])
-                assert (mine["timeframe"] == "1m").all()
-                ref = reference_bars(dec_trades[symbol], 60_000).set_index("open_time")
-                closed = mine.iloc[:-1]  # the last bar may still be open
-                times = closed["open_time"].astype(np.int64)
-                # The replay loops (shifted ids and times); check the first pass through the tape.
-                first_pass = (times < ref.index.max()).to_numpy()
-                closed, times = closed[first_pass], times[first_pass]
-                assert len(closed) >= 1
-                np.testing.assert_array_equal(
-                    closed["close"].astype(float), ref.loc[times, "close"]
-                )
-                np.testing.assert_array_equal(
-                    closed["trades"].astype(int), ref.loc[times, "trades"]
-                )
-                np.testing.assert_allclose(
-                    closed["volume"].astype(float), ref.loc[times, "volume"], rtol=1e-9
-                )
-
-            # Save to SQLite: the page says how many rows, and the file holds them.
-            page.get_by_role("button", name="Save to SQLite").click()
-            done = page.get_by_text("rows written").first
-            done.wait_for(timeout=30_000)
-            conn = sqlite3.connect(db)
-            stored = dict(
-                conn.execute("SELECT timeframe, COUNT(*) FROM bars GROUP BY timeframe").fetchall()
-            )
-            conn.close()
-            assert stored.get("1m", 0) >= len([r for r in rows if r["timeframe"] == "1m"])
-            assert stored.get("1s", 0) > stored["1m"]
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-        except BaseException:
-            # What the page showed when it went wrong.
-            if "page" in locals():
-                page.screenshot(path=str(ARTIFACTS / "dashboard-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        # Save to SQLite: the page says how many rows, and the file holds them.
+        page.get_by_role("button", name="Save to SQLite").click()
+        done = page.get_by_text("rows written").first
+        done.wait_for(timeout=30_000)
+        conn = sqlite3.connect(db)
+        stored = dict(
+            conn.execute("SELECT timeframe, COUNT(*) FROM bars GROUP BY timeframe").fetchall()
+        )
+        conn.close()
+        assert stored.get("1m", 0) >= len([r for r in rows if r["timeframe"] == "1m"])
+        assert stored.get("1s", 0) > stored["1m"]

@@ -53,11 +53,13 @@ def test_warm_up_then_figures_match_an_independent_fit(app_env, dec_trades):
     run_until(
         at, lambda a: metric(a, "Ticks") == f"{expected_ticks:,}" and metric(a, "Hedge ratio β")
     )
-    # Independent: pandas bars from the recorded trades, inner join, numpy lstsq on the lookback.
+    # Independent: pandas bars from the recorded trades, inner join, numpy lstsq on the 300 bars
+    # before the latest one (walk-forward: the latest bar's hedge is fitted on earlier bars).
     ref = {
         s: reference_bars(b, 1_000).set_index("open_time")["close"] for s, b in dec_trades.items()
     }
-    joined = pd.concat({"y": ref["ETHUSDT"], "x": ref["BTCUSDT"]}, axis=1, join="inner").tail(300)
+    joined = pd.concat({"y": ref["ETHUSDT"], "x": ref["BTCUSDT"]}, axis=1, join="inner")
+    joined = joined.iloc[-301:-1]
     design = np.column_stack([np.ones(len(joined)), np.log(joined["x"])])
     (alpha, beta), *_ = np.linalg.lstsq(design, np.log(joined["y"]), rcond=None)
     assert metric(at, "Hedge ratio β") == f"{beta:,.4f}"
@@ -65,7 +67,9 @@ def test_warm_up_then_figures_match_an_independent_fit(app_env, dec_trades):
 
     at.radio(key="timeframe").set_value("1m").run()
     info = " ".join(i.value for i in at.info)
-    assert re.search(r"needs 53 more 1m bars", info), info  # 8 one-minute bars of 61 needed
+    # 8 one-minute bars in the 7-minute recording; each figure names what it needs.
+    assert "8 aligned bars" in info and "β needs 301 (293 more)" in info, info
+    assert "z-score needs 360 (352 more)" in info and "correlation needs 61 (53 more)" in info
 
 
 def test_bad_controls_say_what_is_wrong(app_env):
@@ -140,10 +144,11 @@ def test_uploaded_pair_is_analysed_and_alerts_fire_once(app_env):
     assert any("crossed above" in t for t in toasts), toasts
     at.run()  # the same bar again: edge-triggered, no second toast for it
     assert not any("crossed above" in t.value for t in at.toast)
-    # Log prices by default: log Y = log 2 + 1 * log X, fitted on the last 300 bars.
+    # Log prices by default: log Y = log 2 + 1 * log X, fitted on the 300 bars before the last
+    # (walk-forward: the jump in the last bar does not move its own hedge ratio).
     frame = pd.read_csv(pd.io.common.BytesIO(crafted_pair_csv()))
-    ly = np.log(frame[frame.symbol == "YYYUSDT"]["close"].to_numpy()[-300:])
-    lx = np.log(frame[frame.symbol == "XXXUSDT"]["close"].to_numpy()[-300:])
+    ly = np.log(frame[frame.symbol == "YYYUSDT"]["close"].to_numpy()[-301:-1])
+    lx = np.log(frame[frame.symbol == "XXXUSDT"]["close"].to_numpy()[-301:-1])
     (_, beta), *_ = np.linalg.lstsq(np.column_stack([np.ones(300), lx]), ly, rcond=None)
     assert metric(at, "Hedge ratio β") == f"{beta:,.4f}"
 
