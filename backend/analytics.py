@@ -189,7 +189,7 @@ def rolling_hedge_ratio(y, x, window: int):
 
 
 KALMAN_MIN_FIT_BARS = 100  # bars before the first maximum-likelihood fit of the noise
-KALMAN_FIT_WINDOW = 2_000  # each fit uses at most this many of the latest bars before it
+KALMAN_FIT_WINDOW = 1_000  # each fit uses at most this many of the latest bars before it
 
 
 def kalman_hedge(y, x, delta: float | None = None, obs_var: float | None = None):
@@ -235,9 +235,11 @@ def _walk_forward_noise(ya, xa, obs_var, state_var) -> tuple[np.ndarray, int]:
     n = len(ya)
     noise = np.full((n, 3), np.nan)
     start = KALMAN_MIN_FIT_BARS
+    fitted = None
     while start < n:
         lo = max(0, start - KALMAN_FIT_WINDOW)
-        fitted = _TimeVaryingRegression(ya[lo:start], xa[lo:start]).fit_noise(obs_var, state_var)
+        model = _TimeVaryingRegression(ya[lo:start], xa[lo:start])
+        fitted = model.fit_noise(obs_var, state_var, warm=fitted)  # from the previous block's
         noise[start : min(2 * start, n)] = fitted
         start *= 2
     first = KALMAN_MIN_FIT_BARS
@@ -270,16 +272,18 @@ class _TimeVaryingRegression:
                 self.fixed: dict[int, float] = {}
 
             @property
-            def param_names(self):
-                return ["log_obs_var", "log_q_alpha", "log_q_beta"]
+            def param_names(self):  # standard deviations relative to the OLS residual's
+                return ["sd_obs", "sd_alpha", "sd_beta"]
 
             @property
             def start_params(self):
-                return np.array([0.0, -6.0, -6.0])
+                return np.array([1.0, 1e-2, 1e-2])
 
             def update(self, params, **kwargs):
+                # Squared, not exponentiated: a noise of zero (a constant coefficient) is a
+                # point the optimiser can reach, where log-variances would drift forever.
                 params = super().update(params, **kwargs)
-                v = np.exp(params) * scale
+                v = np.square(params) * scale
                 for i, value in self.fixed.items():
                     v[i] = value
                 self["obs_cov", 0, 0] = v[0]
@@ -288,17 +292,29 @@ class _TimeVaryingRegression:
         self._model = Model()
         self._scale = scale
 
-    def fit_noise(self, obs_var, state_var) -> np.ndarray:
-        """Maximum-likelihood ``[obs_var, q_alpha, q_beta]`` (the given ones held fixed)."""
+    def fit_noise(self, obs_var, state_var, warm: np.ndarray | None = None) -> np.ndarray:
+        """Maximum-likelihood ``[obs_var, q_alpha, q_beta]`` (the given ones held fixed),
+        starting from ``warm`` (an earlier fit's variances) when given."""
         model = self._model
+        start = model.start_params if warm is None else np.sqrt(warm / self._scale)
         if obs_var is not None:
             model.fixed[0] = obs_var
         if state_var is not None:
             model.fixed.update({1: state_var, 2: state_var})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = model.fit(disp=False, method="lbfgs", maxiter=200)
-        v = np.exp(result.params) * self._scale
+            # Only the point estimate: no standard errors (a numerical Hessian costs far more
+            # than the fit itself) and no results object.
+            params = model.fit(
+                start,
+                disp=False,
+                method="lbfgs",
+                maxiter=200,
+                factr=1e10,  # noise variances to ~6 digits: plenty for a hedge ratio
+                cov_type="none",
+                return_params=True,
+            )
+        v = np.square(params) * self._scale
         for i, value in model.fixed.items():
             v[i] = value
         return v

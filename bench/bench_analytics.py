@@ -2,13 +2,16 @@
 
     python bench/bench_analytics.py [--repeat 7]
 
-Cases: 1m bars over a day (1,440), 1s bars over an hour (3,600) and over a day (86,400).
-  live   = the per-second part: lookback hedge ratio, spread, z-score, rolling correlation,
-           alerts (closed forms, O(n) rolling sums);
+Cases: what the page holds after history at start (1,600 bars: the 1,000 of history plus the
+lookback and windows, at 1s, 1m and 5m; the page's default parameters), then 1s bars over an
+hour (3,600) and a day (86,400) with a 1,000-bar lookback.
+  live   = the per-second part: walk-forward hedge path (trailing OLS of the bars before each
+           bar), spread, z-score, rolling correlation, alerts (closed forms, O(n) rolling sums);
   full   = live + the cached part recomputed at bar close: ADF and Engle-Granger on the lookback
-           window, half-life, Kalman over the lookback, backtest over all bars;
-  naive  = statsmodels everything, every rerun: OLS fit on all bars, RollingOLS for the rolling
-           hedge, pandas rolling z and correlation, adfuller and coint on all bars.
+           window of closed bars, half-life, backtest over all closed bars;
+  kalman = full with the Kalman hedge (one-step-ahead, noise by maximum likelihood);
+  naive  = statsmodels everything, every rerun: RollingOLS for the walk-forward hedge, pandas
+           rolling z and correlation, adfuller and coint on all bars.
 Prints medians (ms) and ratios.
 """
 
@@ -36,7 +39,7 @@ from backend.records import Bars  # noqa: E402
 
 def make_bars(n: int, timeframe: str, seed: int = 3) -> tuple[Bars, Bars]:
     rng = np.random.default_rng(seed)
-    step = {"1s": 1_000, "1m": 60_000}[timeframe]
+    step = {"1s": 1_000, "1m": 60_000, "5m": 300_000}[timeframe]
     t = 1_765_000_000_000 + np.arange(n, dtype=np.int64) * step
     lx = np.log(90_000) + np.cumsum(rng.normal(0, 2e-4, n))
     u = np.zeros(n)
@@ -96,14 +99,16 @@ def main() -> None:
     print(
         f"{'case':<22}{'bars':>8}{'live':>9}{'full':>9}{'kalman full':>13}{'naive':>10}{'naive/full':>12}"
     )
-    for label, n, tf in (
-        ("1m bars, one day", 1_440, "1m"),
-        ("1s bars, one hour", 3_600, "1s"),
-        ("1s bars, one day", 86_400, "1s"),
+    for label, n, tf, lookback in (
+        ("1s, history size", 1_600, "1s", 300),
+        ("1m, history size", 1_600, "1m", 300),
+        ("5m, history size", 1_600, "5m", 300),
+        ("1s bars, one hour", 3_600, "1s", 1_000),
+        ("1s bars, one day", 86_400, "1s", 1_000),
     ):
         yb, xb = make_bars(n, tf)
-        p = PairParams(lookback_bars=min(n, 1_000), z_window_bars=60, corr_window_bars=60)
-        pk = PairParams(lookback_bars=min(n, 1_000), method="kalman")
+        p = PairParams(lookback_bars=lookback, z_window_bars=60, corr_window_bars=60)
+        pk = PairParams(lookback_bars=lookback, method="kalman")
         live = timed(partial(ours_live, yb, xb, p), args.repeat)
         full = timed(partial(ours_full, yb, xb, p), args.repeat)
         kfull = timed(partial(ours_full, yb, xb, pk), args.repeat)

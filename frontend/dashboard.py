@@ -320,7 +320,7 @@ def history_caption(engine: Engine, timeframe: str) -> None:
             filling.append(f"{symbol} {st_.seconds_filled:.0%}")
         elif st_.seconds_from_ms is not None and st_.seconds_filled is None:
             filling.append(f"{symbol} loading")
-        if note and note not in ("loaded", "waiting", "1s history started"):
+        if note and note not in ("loaded", "waiting", "klines loaded"):
             filling.append(f"{symbol}: {note}")
     if parts:
         source = "klines, then bars built from trades" if timeframe != "1s" else "aggregate trades"

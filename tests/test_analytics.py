@@ -328,3 +328,25 @@ def test_log_returns_keep_the_input_length_even_when_empty():
         an.log_returns([1.0, np.e, 1.0]), [np.nan, 1.0, -1.0], equal_nan=True
     )
     assert len(an.bar_stats_table(np.arange(0), *([np.array([])] * 6), 60)) == 0
+
+
+def test_backtest_sharpe_needs_ten_round_trips_over_a_day_and_uses_calendar_time():
+    """A sawtooth z trades every 20 bars. Over 2 hours of 1m bars: no Sharpe (not a day). Over
+    3 days of 5m bars: Sharpe = mean/std (sample) * sqrt(bars per year of the calendar span)."""
+    n = 864  # 3 days of 5m bars
+    z = np.tile(np.r_[np.linspace(0, 3, 10), np.linspace(3, -0.5, 10)], n // 20 + 1)[:n]
+    rng = np.random.default_rng(1)
+    y = np.cumsum(rng.normal(0, 1e-3, n))
+    x = np.zeros(n)
+    t5 = 1_765_000_000_000 + np.arange(n) * 300_000
+    r = an.backtest(y, x, z, 1.0, cost_bps=1, times_ms=t5)
+    assert r.summary["round_trips"] >= 10 and r.summary["covered_days"] == pytest.approx(3.0)
+    per_year = n / (3.0 / 365)
+    expected = r.pnl.mean() / r.pnl.std(ddof=1) * math.sqrt(per_year)
+    assert r.summary["sharpe"] == pytest.approx(expected, rel=1e-12)
+    assert str(r.trades["entry_time"].iloc[0]) == str(
+        pd.Timestamp(t5[r.trades["entry_bar"].iloc[0]], unit="ms", tz="UTC")
+    )
+    short = an.backtest(y[:120], x[:120], z[:120], 1.0, times_ms=t5[:120] // 5)
+    assert math.isnan(short.summary["sharpe"])  # 2 hours of 1m bars: annualising is noise
+    assert short.summary["round_trips"] >= 1 and np.isfinite(short.summary["avg_holding_bars"])
