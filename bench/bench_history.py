@@ -59,9 +59,9 @@ def ours(symbols: list[str]) -> dict:
     klines_at = seconds_at = None
     try:
         while time.monotonic() - t0 < 900:
-            if klines_at is None and loader.done.is_set():
-                klines_at = time.monotonic() - t0
             status = [store.history_status(s) for s in symbols]
+            if klines_at is None and all(len(s.klines_from_ms) == 2 for s in status):
+                klines_at = time.monotonic() - t0
             if klines_at is not None and all(s.seconds_filled == 1.0 for s in status):
                 seconds_at = time.monotonic() - t0
                 break

@@ -325,6 +325,8 @@ def history_caption(engine: Engine, timeframe: str) -> None:
     if parts:
         source = "klines, then bars built from trades" if timeframe != "1s" else "aggregate trades"
         st.caption(f"{timeframe} history ({source}): " + " · ".join(parts) + " UTC")
+    if engine.history.error:
+        st.caption(f"⚠️ history: {engine.history.error}")
     if filling:
         st.caption(
             "⏳ 1s history still loading (bars after its start are partial until it is in): "
@@ -408,8 +410,8 @@ def analytics_csv(engine: Engine, controls: Controls, uploads: dict) -> bytes:
         return f"# warming up: {have} of {need} {controls.timeframe} bars so far\n".encode()
     try:
         live = live_stats(yb, xb, p)
-        if p.path_is_slow:
-            live = live_stats(yb, xb, p, slow_stats(yb, xb, p, live))
+        if p.path_is_slow:  # the analysis' cached fit when it is for these bars
+            live = live_stats(yb, xb, p, cached_slow(yb, xb, p, live, controls))
         return stats_frame(controls, yb, xb, live).to_csv(index=False).encode()
     except ValueError as exc:
         return f"# no pair statistics: {exc}\n".encode()

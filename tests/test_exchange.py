@@ -11,7 +11,7 @@ import websocket
 
 from backend.exchange.server import FaultPlan
 from backend.wire import FrameDecoder
-from tests.conftest import reference_bars
+from tests.conftest import reference_bars, wait_for
 
 
 def get(url):
@@ -170,3 +170,20 @@ def test_replay_history_is_public_before_streaming_and_the_stream_keeps_recorded
     wall0, t0 = arrivals[0]
     late = [abs((wall - wall0) - (t - t0) / 1000) for wall, t in arrivals]
     assert max(late) < 0.15, f"worst {max(late):.3f}s off the recorded pace"
+
+
+def test_a_looped_replay_says_its_pass_and_time_shift(exchange_factory, dec_trades):
+    ex = exchange_factory(trades=dec_trades, speed=None, loop=True, cycles=2)
+    assert (ex.cycle, ex.time_shift_ms) == (0, 0)
+    eth = dec_trades["ETHUSDT"]
+    ws = websocket.create_connection(f"{ex.ws_url}/stream?streams=ethusdt@aggTrade", timeout=5)
+    try:
+        read_trades(ws, 2 * len(eth))  # both passes
+    finally:
+        ws.close()
+    wait_for(ex.done.is_set, 10, "the second pass to end")
+    span_ms = ex.time_shift_ms
+    assert ex.cycle == 1 and span_ms % 1000 == 0
+    assert span_ms >= int(eth.trade_time_ms.max() - eth.trade_time_ms.min())
+    last = ex.published("ETHUSDT")
+    assert int(last.trade_time_ms[-1]) == int(eth.trade_time_ms[-1]) + span_ms
