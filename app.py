@@ -12,14 +12,27 @@ from backend.config import (
     DEFAULT_SYMBOLS,
     DEFAULT_WS_URL,
     ConfigError,
+    check_files,
     check_url,
     parse_symbols,
 )
 from backend.engine import SOURCES, EngineOptions
 
 
-def parse_options(argv: list[str]) -> EngineOptions:
-    parser = argparse.ArgumentParser(prog="streamlit run app.py --", exit_on_error=False)
+class HelpRequested(Exception):
+    """``-- --help``: the page shows the options instead of a dashboard."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors become exceptions the page shows in one line (argparse would exit the server)."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="streamlit run app.py --", exit_on_error=False, add_help=False)
+    parser.add_argument("-h", "--help", action="store_true", help="show these options")
     env = os.environ.get  # PAIRDASH_* variables set defaults; flags win
     parser.add_argument("--source", choices=SOURCES, default=env("PAIRDASH_SOURCE", "live"))
     parser.add_argument("--symbols", default=env("PAIRDASH_SYMBOLS", ",".join(DEFAULT_SYMBOLS)))
@@ -44,7 +57,15 @@ def parse_options(argv: list[str]) -> EngineOptions:
     parser.add_argument(
         "--history-1s", type=float, default=float(env("PAIRDASH_HISTORY_1S", "900"))
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_options(argv: list[str]) -> EngineOptions:
+    args = build_parser().parse_args(argv)
+    if args.help:
+        raise HelpRequested
+    if args.replay_files:
+        check_files(args.replay_files)
     if args.history_bars < 0 or args.history_1s < 0 or (args.replay_history or 0) < 0:
         raise ConfigError("--history-bars, --history-1s and --replay-history must be >= 0")
     return EngineOptions(
@@ -64,15 +85,21 @@ def parse_options(argv: list[str]) -> EngineOptions:
 def run() -> None:
     import streamlit as st
 
+    # Under `streamlit run app.py -- ...` the options follow the script name; under AppTest
+    # sys.argv is the test runner's, and only the environment applies.
+    argv = sys.argv[1:] if Path(sys.argv[0]).name == "app.py" else []
     try:
-        # Under `streamlit run app.py -- ...` the options follow the script name; under
-        # AppTest sys.argv is the test runner's, and only the environment applies.
-        argv = sys.argv[1:] if Path(sys.argv[0]).name == "app.py" else []
         opts = parse_options(argv)
-    except (argparse.ArgumentError, ConfigError, SystemExit) as exc:
-        st.error(
-            f"Bad option: {exc}. Usage: streamlit run app.py -- --source live|replay|simulate "
-            "--symbols BTCUSDT,ETHUSDT --ws-url URL --rest-url URL --db PATH"
+    except HelpRequested:
+        st.title("Pair analytics: options")
+        st.code(build_parser().format_help(), language="text")
+        st.stop()
+    except (argparse.ArgumentError, ConfigError, ValueError) as exc:
+        st.error(f"Bad option: {exc}")
+        st.code(
+            "streamlit run app.py [streamlit options] -- --source live|replay|simulate "
+            "--symbols BTCUSDT,ETHUSDT [--help for all]",
+            language="text",
         )
         st.stop()
     from frontend.dashboard import main
@@ -80,4 +107,5 @@ def run() -> None:
     main(opts)
 
 
-run()
+if __name__ == "__main__":  # streamlit run and AppTest run the file as __main__
+    run()

@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 import threading
-from pathlib import Path
 
 from backend.config import (
     DEFAULT_DB,
@@ -17,9 +16,11 @@ from backend.config import (
     SHARED_SAMPLE,
     ConfigError,
     FeedConfig,
+    check_files,
     check_url,
     parse_symbols,
 )
+from backend.storage import BarStore, StorageError
 
 log = logging.getLogger("backend")
 
@@ -32,11 +33,11 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive(kind):
+def _positive(kind, strict: bool = False):
     def parse(text: str):
         value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        if value < 0 or (strict and value == 0):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} 0, got {text}")
         return value
 
     return parse
@@ -73,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rest-url", default=DEFAULT_REST_URL)
     c.add_argument("--db", default=DEFAULT_DB)
     c.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
-    c.add_argument("--flush-interval", type=_positive(float), default=2.0, metavar="SECONDS")
+    c.add_argument(
+        "--flush-interval", type=_positive(float, strict=True), default=2.0, metavar="SECONDS"
+    )
     c.add_argument(
         "--resume-max-age",
         type=_positive(float),
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "soak":
             return _soak(args)
         return _serve(args)
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         sys.stderr.write(f"python -m backend {args.command}: error: {exc}\n")
         return 2
 
@@ -160,6 +163,7 @@ def _collect(args) -> int:
     unknown = unknown_symbols(cfg.rest_url, cfg.symbols)
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
+    BarStore(args.db).close()  # an unusable path fails here, in one line, before any thread
     from backend.history import HistoryOptions
 
     return run_collector(
@@ -208,10 +212,7 @@ def _serve(args) -> int:
         source = {"simulator": Simulator(parse_symbols(args.symbols), seed=args.seed)}
         history_s = 4 * 86_400 if history_s is None else history_s
     else:
-        files = args.files or [str(SHARED_SAMPLE)]
-        missing = [f for f in files if not Path(f).is_file()]
-        if missing:
-            raise ConfigError(f"no such file: {', '.join(missing)}")
+        files = check_files(args.files or [str(SHARED_SAMPLE)])
         try:
             source = {"trades": load_files(files)}
         except SourceFormatError as exc:

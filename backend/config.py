@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 # Binance routes USD-M market streams such as aggTrade under /market (book data under /public).
@@ -52,7 +53,22 @@ def check_url(url: str, schemes: tuple[str, ...], flag: str) -> str:
         raise ConfigError(
             f"{flag} must start with {' or '.join(s + '://' for s in schemes)}: {url!r}"
         )
+    try:
+        host = urlsplit(url).hostname
+        urlsplit(url).port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{flag} is not a valid URL ({exc}): {url!r}") from exc
+    if not host:
+        raise ConfigError(f"{flag} names no host: {url!r}")
     return url.rstrip("/")
+
+
+def check_files(paths) -> list[str]:
+    """Replay files that exist, or a one-line error naming the missing ones."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"no such file: {', '.join(missing)}")
+    return [str(p) for p in paths]
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,11 @@ class Engine:
             self.exchange = self._local_exchange(opts)
             self.exchange.start()
             ws_url, rest_url = self.exchange.ws_url, self.exchange.rest_url
+            missing = [s for s in symbols if s not in self.exchange.symbols]
             symbols = [s for s in symbols if s in self.exchange.symbols] or self.exchange.symbols
         self.unknown_symbols: list[str] = []
+        if opts.source != "live" and opts.symbols != DEFAULT_SYMBOLS:
+            self.unknown_symbols = missing  # asked for, not in the recording / simulation
         if opts.source == "live":
             self.unknown_symbols = unknown_symbols(rest_url, symbols, timeout_s=3.0) or []
             symbols = [s for s in symbols if s not in self.unknown_symbols]

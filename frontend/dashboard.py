@@ -28,7 +28,8 @@ WALK_FORWARD = "Walk-forward (no look-ahead)"
 HINDSIGHT = "Fixed β from the latest window (hindsight)"
 LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target 500 ms)
 ANALYSIS_REFRESH_S = 1.0
-EXPORT_REFRESH_S = 5.0  # each rebuild replaces the files; a click needs one to last
+EXPORT_REFRESH_S = 5.0
+STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol  # each rebuild replaces the files; a click needs one to last
 
 
 @st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
@@ -56,13 +57,17 @@ def main(opts: EngineOptions) -> None:
     st.title("Pair analytics · Binance USD-M futures")
     try:
         engine = get_engine(opts.with_source(st.session_state["source"]))
-    except (ConfigError, StorageError) as exc:
+    except (ConfigError, StorageError, ValueError) as exc:  # ValueError: a bad replay file
         st.error(f"Cannot start: {exc}")
         st.stop()
     if engine.unknown_symbols:
+        where = (
+            f"not listed by {engine.cfg.rest_url}/fapi/v1/exchangeInfo"
+            if engine.opts.source == "live"
+            else f"not in the {engine.opts.source} data ({', '.join(engine.symbols)})"
+        )
         st.error(
-            f"Unknown symbol(s) {', '.join(engine.unknown_symbols)}: not listed by "
-            f"{engine.cfg.rest_url}/fapi/v1/exchangeInfo, so not streamed."
+            f"Unknown symbol(s) {', '.join(engine.unknown_symbols)}: {where}, so not streamed."
         )
     # One fixed container per section: a fragment redrawn on its own keeps its place even when
     # a section above it grows or shrinks (else Streamlit can leave a stale copy behind).
@@ -89,15 +94,27 @@ def main(opts: EngineOptions) -> None:
 def live_strip(engine: Engine) -> None:
     snap = engine.store.snapshot()
     health = engine.ingestor.health.snapshot()
-    cols = st.columns(1 + len(engine.symbols[:5]))
-    cols[0].metric("Ticks", f"{snap.total_ticks:,}", help="aggregate trades held, all symbols")
-    for col, symbol in zip(cols[1:], engine.symbols[:5], strict=False):
+    shown = engine.symbols[:STRIP_SYMBOLS]
+    cols = st.columns(1 + len(shown))
+    more = len(engine.symbols) - len(shown)
+    cols[0].metric(
+        "Ticks",
+        f"{snap.total_ticks:,}",
+        help=f"aggregate trades held, all {len(engine.symbols)} symbols"
+        + (f"; prices of the first {len(shown)} shown" if more else ""),
+    )
+    for col, symbol in zip(cols[1:], shown, strict=True):
         s = snap.symbols[symbol]
         if s.last_price is None:
             col.metric(symbol, "—")
             continue
         change = (s.last_price / s.first_price - 1) * 100 if s.first_price else 0.0
-        col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
+        if round(change, 3) == 0:  # no "−0.000%" with a red arrow
+            col.metric(symbol, f"{s.last_price:,.2f}", "0.000% since start", delta_color="off")
+        else:
+            col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
+    if more:
+        st.caption(f"Prices of {len(shown)} of {len(engine.symbols)} symbols shown; ticks of all.")
     age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
     latency = "—" if health.feed_latency_ms is None else f"{health.feed_latency_ms:,.0f} ms"
     state = {"connected": ":green[● connected]", "reconnecting": ":orange[● reconnecting]"}.get(

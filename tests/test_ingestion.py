@@ -193,6 +193,10 @@ def test_collect_rejects_bad_arguments_in_one_line(exchange_factory, dec_trades,
         (["--symbols", "BTCUSDT,NOPEUSDT"], "unknown symbol(s) NOPEUSDT"),
         (["--duration", "-3"], "must be >= 0"),
         (["--ws-url", "http://x"], "--ws-url must start with"),
+        (["--ws-url", "ws://"], "--ws-url names no host"),
+        (["--flush-interval", "0"], "must be > 0"),
+        (["--db", str(tmp_path / "missing" / "x.db")], "cannot open database"),
+        (["--db", "/proc/x"], "/proc/x"),
     ]
     for extra, message in cases:
         proc = subprocess.run(
@@ -217,8 +221,10 @@ def test_collect_rejects_bad_arguments_in_one_line(exchange_factory, dec_trades,
             timeout=30,
         )
         assert proc.returncode == 2, (extra, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
         lines = [line for line in proc.stderr.splitlines() if "error" in line]
         assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "x.db").exists()
 
 
 @pytest.mark.parametrize("source", ["simulate", "replay"])

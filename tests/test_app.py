@@ -1,0 +1,48 @@
+"""The dashboard's own options (``streamlit run app.py -- ...``): parsed in one place, bad ones
+refused in one line, ``--help`` answered."""
+
+from __future__ import annotations
+
+import runpy
+
+import pytest
+
+from backend.config import ConfigError
+from tests.conftest import ROOT
+
+APP = runpy.run_path(str(ROOT / "app.py"))  # not as __main__: defines, does not run the page
+
+
+def test_history_and_replay_options_reach_the_engine():
+    opts = APP["parse_options"](
+        ["--source", "replay", "--replay-history", "3600", "--history-bars", "500",
+         "--history-1s", "600"]
+    )  # fmt: skip
+    assert (opts.source, opts.replay_history_s, opts.history_bars, opts.history_1s_s) == (
+        "replay",
+        3600.0,
+        500,
+        600.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--replay-files", "/nope.ndjson"], "no such file: /nope.ndjson"),
+        (["--ws-url", "ws://"], "names no host"),
+        (["--nope"], "unrecognized arguments: --nope"),
+        (["--history-1s", "-5"], "must be >= 0"),
+    ],
+)
+def test_bad_options_are_one_line_errors(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        APP["parse_options"](argv)
+
+
+def test_help_lists_the_options():
+    with pytest.raises(APP["HelpRequested"]):
+        APP["parse_options"](["--help"])
+    text = APP["build_parser"]().format_help()
+    for flag in ("--source", "--replay-history", "--history-bars", "--history-1s"):
+        assert flag in text
