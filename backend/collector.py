@@ -10,79 +10,11 @@ import time
 from backend.config import RESUME_MAX_AGE_S, FeedConfig
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import Ingestor
-from backend.records import TIMEFRAMES_MS
+from backend.persistence import BarFlusher, resume_from_storage
 from backend.state import TickStore
-from backend.storage import BarStore, StorageError
+from backend.storage import BarStore
 
 log = logging.getLogger(__name__)
-
-
-class BarFlusher:
-    """Writes the bars changed since the last successful flush, in all three timeframes.
-
-    A failed write (database locked, disk full) keeps the changes pending for the next try, so a
-    transient error loses nothing.
-    """
-
-    def __init__(self, store: TickStore, db: BarStore) -> None:
-        self.store, self.db = store, db
-        self._pending: dict[str, int] = {}
-        self.rows_written = 0
-        self.last_error: str | None = None
-
-    def flush(self, everything: bool = False) -> int:
-        # Resume points first, bars after: the bars read then hold every trade the points claim.
-        points = self.store.resume_points()
-        for symbol, since in self.store.take_dirty().items():
-            self._pending[symbol] = min(since, self._pending.get(symbol, since))
-        targets = dict.fromkeys(self.store.symbols) if everything else dict(self._pending)
-        bars = [
-            self.store.bars(symbol, tf, since_ms=since)
-            for symbol, since in targets.items()
-            for tf in TIMEFRAMES_MS
-        ]
-        try:
-            written = self.db.upsert((b for b in bars if len(b)), points)
-        except StorageError as exc:
-            self.last_error = str(exc)
-            log.error("%s", exc)
-            return 0
-        self._pending.clear()
-        self.last_error = None
-        self.rows_written += written
-        return written
-
-
-def resume_from_storage(
-    store: TickStore, db: BarStore, max_age_s: float, history_s: float = 0.0
-) -> dict[str, int]:
-    """Seed ``store`` from the resume points saved within ``max_age_s``; returns, per symbol
-    resumed, where its 1s bars now start (klines go before that). Their stored 1s bars from
-    ``history_s`` before the point (from a 5-minute boundary, so that every derived 1m/5m bar
-    is complete) are loaded, and the backfill fetches the trades from the point on. An older
-    point is not used: the outage is too long to backfill cheaply, so ingestion starts afresh
-    (the stored bars stay as they are)."""
-    now_ms = time.time() * 1000
-    resumed = {}
-    for symbol, point in db.resume_points().items():
-        if symbol not in store.symbols:
-            continue
-        age_s = (now_ms - point.saved_at_ms) / 1000
-        if age_s > max_age_s:
-            log.info("%s: last save %.0fs ago, too old to resume; starting afresh", symbol, age_s)
-            continue
-        start = (point.open_time_ms - int(history_s * 1000)) // 300_000 * 300_000
-        history = db.load(symbol, "1s", since_ms=start, until_ms=point.open_time_ms - 1)
-        store.resume(point, history)
-        first = int(history.open_time[0]) if len(history) else point.open_time_ms
-        resumed[symbol] = first // 300_000 * 300_000
-        log.info(
-            "%s: resuming from aggregate id %d (%d stored 1s bars loaded)",
-            symbol,
-            point.from_agg_id,
-            len(history),
-        )
-    return resumed
 
 
 def run_collector(

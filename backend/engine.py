@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from backend.collector import resume_from_storage
 from backend.config import (
     DEFAULT_DB,
     DEFAULT_REST_URL,
@@ -20,9 +20,11 @@ from backend.config import (
 )
 from backend.csv_export import BarsCsv
 from backend.history import HistoryLoader, HistoryOptions
-from backend.ingestion import Ingestor
+from backend.ingestion import HealthSnapshot, Ingestor
+from backend.persistence import resume_from_storage, save_all
+from backend.records import TIMEFRAMES_MS, Bars, Coverage
 from backend.rest import unknown_symbols
-from backend.state import TickStore
+from backend.state import StoreSnapshot, TickStore
 from backend.storage import BarStore
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,25 @@ class EngineOptions:
         return DEFAULT_DB if self.source == "live" else f"market-{self.source}.db"
 
 
+@dataclass(frozen=True)
+class EngineHealth:
+    source: str
+    symbols: tuple[str, ...]
+    unknown_symbols: tuple[str, ...]  # asked for, not streamed (not listed / not in the data)
+    feed: HealthSnapshot
+    store: StoreSnapshot
+    history: dict  # symbol -> (HistoryStatus, loader note)
+    history_error: str | None
+    clock_offset_ms: float | None  # exchange clock minus ours (live); None if unknown
+    replay_pass: tuple[int, int] | None  # (pass, time shift ms) of a looped replay
+    ws_url: str
+    rest_url: str
+    db_path: str
+
+
 class Engine:
-    """Starts on construction; ``stop()`` ends every thread it started."""
+    """Starts on construction; ``stop()`` ends every thread it started. The page uses only the
+    methods under "the page's only door"."""
 
     def __init__(self, opts: EngineOptions) -> None:
         if opts.source not in SOURCES:
@@ -113,6 +132,8 @@ class Engine:
         self.ingestor.start()
         self.bars_csv = BarsCsv()  # formatted CSV rows, shared by every browser session
         self.save_lock = threading.Lock()
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @staticmethod
     def _local_exchange(opts: EngineOptions):
@@ -138,11 +159,85 @@ class Engine:
             trades=trades, speed=speed, loop=speed is not None, history_s=history_s
         )
 
-    def history_status(self) -> dict:
-        """Per symbol: how far back each timeframe reaches and the 1s history's progress, with
-        the loader's note (``loaded``, a refusal, ...)."""
+    # --- the page's only door into the backend ---------------------------------------------
+
+    def health(self) -> EngineHealth:
+        """Everything the page shows about the feed, in one immutable snapshot."""
         notes = self.history.status
-        return {s: (self.store.history_status(s), notes.get(s)) for s in self.symbols}
+        return EngineHealth(
+            source=self.opts.source,
+            symbols=tuple(self.symbols),
+            unknown_symbols=tuple(self.unknown_symbols),
+            feed=self.ingestor.health.snapshot(),
+            store=self.store.snapshot(),
+            history={s: (self.store.history_status(s), notes.get(s)) for s in self.symbols},
+            history_error=self.history.error,
+            clock_offset_ms=self.history.clock_offset_ms,
+            replay_pass=self.replay_pass(),
+            ws_url=self.cfg.ws_url,
+            rest_url=self.cfg.rest_url,
+            db_path=self.opts.db_path,
+        )
+
+    @property
+    def timeframes(self) -> list[str]:
+        return list(TIMEFRAMES_MS)
+
+    def bars(self, symbol: str, timeframe: str, last: int | None = None) -> Bars:
+        """The last ``last`` bars (or all) of one symbol, sliced under the store's lock."""
+        return self.store.bars(symbol, timeframe, last=last)
+
+    def csv(self, timeframe: str) -> bytes:
+        """Every bar of ``timeframe`` of every symbol as CSV, as the store holds them now."""
+        return self.bars_csv.export(self.store.bars(s, timeframe) for s in self.symbols)
+
+    def save(self, progress=None) -> int:
+        """Every bar and the resume points in one transaction; rows inserted or changed."""
+        with self.save_lock:
+            return save_all(self.store, self.db, progress, resume=self.opts.source == "live")
+
+    def cached(self, key, compute):
+        """``compute()`` once per ``key`` for every viewer of this engine (the slow pair
+        statistics, keyed by pair, parameters and last closed bar); the newest 32 are kept."""
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        value = compute()  # outside the lock: other viewers' reads go on meanwhile
+        with self._cache_lock:
+            self._cache[key] = value
+            while len(self._cache) > 32:
+                self._cache.popitem(last=False)
+        return value
+
+    def coverage(self, timeframe: str) -> Coverage:
+        """How far back ``timeframe`` reaches per symbol, and the 1s history's progress."""
+        starts, notes, filling = {}, [], []
+        for symbol in self.symbols:
+            status = self.store.history_status(symbol)
+            note = self.history.status.get(symbol)
+            reach = status.klines_from_ms.get(timeframe) or status.seconds_from_ms
+            if reach is not None:
+                starts[symbol] = reach
+            if status.seconds_filled is not None and status.seconds_filled < 1.0:
+                filling.append(f"{symbol} {status.seconds_filled:.0%}")
+            elif status.seconds_from_ms is not None and status.seconds_filled is None:
+                filling.append(f"{symbol} loading")
+            if note and note not in ("loaded", "waiting", "klines loaded"):
+                notes.append(f"{symbol}: {note}")
+        if self.history.error:
+            notes.append(f"⚠️ history: {self.history.error}")
+        if filling:
+            notes.append(
+                "⏳ 1s history still loading (bars after its start are partial until it is in): "
+                + ", ".join(filling)
+            )
+        label = (
+            f"{timeframe} history (klines, then bars built from trades)"
+            if timeframe != "1s"
+            else "1s history (aggregate trades)"
+        )
+        return Coverage(label, starts, tuple(notes))
 
     def replay_pass(self) -> tuple[int, int] | None:
         """A looped replay's pass (1 = the recording as it was) and its time shift in ms."""

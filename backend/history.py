@@ -73,6 +73,7 @@ class HistoryLoader(threading.Thread):
         self._lock = threading.Lock()
         self._status: dict[str, str] = dict.fromkeys(store.symbols, "waiting")
         self.error: str | None = None
+        self.clock_offset_ms: float | None = None  # the exchange's clock minus ours
         self.done = threading.Event()
 
     @property
@@ -89,7 +90,11 @@ class HistoryLoader(threading.Thread):
 
     def run(self) -> None:
         try:
+            asked = time.time() * 1000
             now_ms = self._call(self._rest.server_time_ms)
+            answered = time.time() * 1000
+            if answered - asked < 5_000:  # a slow answer says little about the clocks
+                self.clock_offset_ms = now_ms - (asked + answered) / 2
             fresh = seconds_start_ms(now_ms, self._opts.seconds_1s)
             starts = {s: self._resumed.get(s, fresh) for s in self._store.symbols}
             # Klines first: cheap (weight 5 for 1,000 bars), and they are what 1m/5m figures

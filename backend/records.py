@@ -185,3 +185,13 @@ class Bars:
         f8 = np.empty(0, np.float64)
         i8 = np.empty(0, np.int64)
         return cls(symbol, timeframe, i8, f8, f8, f8, f8, f8, f8, i8, f8)
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How far back one timeframe's bars reach per symbol, said the same way for every data
+    source: ``label`` (where the bars come from), first open times, and notes (loading, ...)."""
+
+    label: str
+    starts: dict[str, int]  # symbol -> first bar's open time, ms
+    notes: tuple[str, ...] = ()

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.collector import BarFlusher
 from backend.config import SHARED_SAMPLE, FeedConfig
 from backend.exchange.sources import load_files
 from backend.ingestion import Ingestor
+from backend.persistence import BarFlusher
 from backend.state import TickStore
 from backend.storage import BarStore
 

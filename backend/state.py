@@ -348,20 +348,29 @@ class TickStore:
                 },
             )
 
-    def bars(self, symbol: str, timeframe: str, since_ms: int | None = None) -> Bars:
-        """Read-only bars, recomputed only when the store changed since the last call."""
+    def bars(
+        self, symbol: str, timeframe: str, since_ms: int | None = None, last: int | None = None
+    ) -> Bars:
+        """Read-only bars (klines, then bars built from trades), from the bar holding
+        ``since_ms`` or only the ``last`` n, computed under the lock for that range alone. A
+        whole read is kept until the store changes."""
         key = (symbol, timeframe, since_ms)
         with self._lock:
-            hit = self._bars_cache.get(key)
-            if hit is not None and hit[0] == self._version:
-                return hit[1]
+            if last is None:
+                hit = self._bars_cache.get(key)
+                if hit is not None and hit[0] == self._version:
+                    return hit[1]
             st = self._state[symbol]
+            if last is not None:
+                since_ms = _tail_start_ms(st, timeframe, last)
             bars = st.bars.bars(timeframe, since_ms)
             if st.klines.get(timeframe) is not None:
                 bars = _before(st.klines[timeframe], bars, since_ms)
+            if last is not None and len(bars) > last:
+                bars = bars.slice(len(bars) - last)
             for name in BAR_COLUMNS:
                 getattr(bars, name).setflags(write=False)
-            if since_ms is None:  # bounded cache: incremental reads are not kept
+            if since_ms is None and last is None:  # bounded cache: partial reads are not kept
                 self._bars_cache[key] = (self._version, bars)
             return bars
 
@@ -466,6 +475,17 @@ class TickStore:
     def tick_bytes(self) -> int:
         with self._lock:
             return sum(st.ticks.nbytes for st in self._state.values())
+
+
+def _tail_start_ms(st: _SymbolState, timeframe: str, last: int) -> int | None:
+    """Open time of the ``last``-th bar from the end (built bars end with the last trade's)."""
+    seconds = st.bars
+    if seconds.origin_s is None or seconds.length == 0:
+        klines = st.klines.get(timeframe)
+        return int(klines.open_time[-last]) if klines is not None and len(klines) >= last else None
+    step = TIMEFRAMES_MS[timeframe]
+    end_ms = (seconds.origin_s + seconds.length - 1) * 1000 // step * step
+    return end_ms - (last - 1) * step
 
 
 def _before(klines: Bars, built: Bars, since_ms: int | None) -> Bars:

@@ -6,7 +6,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -81,19 +81,28 @@ class BarStore:
         self._conn.executescript(_SCHEMA)
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def upsert(self, bars_list: Iterable[Bars], resume: Iterable[ResumePoint] = ()) -> int:
+    def upsert(
+        self,
+        bars_list: Iterable[Bars],
+        resume: Iterable[ResumePoint] = (),
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> int:
         """Insert or update bars, and the resume points that go with them, in one transaction;
-        returns the bar rows inserted or changed."""
-        rows = [row for bars in bars_list for row in _rows(bars)]
+        returns the bar rows inserted or changed. ``on_chunk(i)`` is called after the i-th
+        ``Bars`` of ``bars_list`` is written (progress), inside the transaction."""
+        chunks = [list(_rows(bars)) for bars in bars_list]
         now_ms = int(time.time() * 1000)
         points = [(p.symbol, p.open_time_ms, p.from_agg_id, now_ms) for p in resume]
-        if not rows and not points:
+        if not any(chunks) and not points:
             return 0
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 before = self._conn.total_changes
-                self._conn.executemany(_UPSERT, rows)
+                for i, rows in enumerate(chunks, 1):
+                    self._conn.executemany(_UPSERT, rows)
+                    if on_chunk is not None:
+                        on_chunk(i)
                 written = self._conn.total_changes - before
                 self._conn.executemany(_SAVE_RESUME, points)
                 self._conn.execute("COMMIT")

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.exchange.sources import SourceFormatError, parse_agg_trades_csv
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars
+from backend.csv_export import bars_to_csv
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, Coverage
 from backend.resampling import SecondBars
+from backend.trade_files import SourceFormatError, parse_agg_trades_csv
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 _REQUIRED = ("open", "high", "low", "close")
@@ -166,3 +167,42 @@ def _to_bars(name: str, symbol: str, cols: dict[str, list]) -> UploadedSymbol:
     if np.any(t % step):
         raise UploadError(f"{name}: open times are not on the {timeframe} grid")
     return UploadedSymbol(symbol, bars=Bars(symbol, timeframe, *(arrays[c] for c in BAR_COLUMNS)))
+
+
+class UploadedData:
+    """Uploaded symbols behind the engine's read interface (``symbols``, ``timeframes``,
+    ``bars``), so the page reads uploads and live data the same way. ``key`` names the files
+    for caches."""
+
+    source = "upload"
+
+    def __init__(self, items: dict[str, UploadedSymbol], key: tuple) -> None:
+        self._items = dict(items)
+        self.key = key
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self._items)
+
+    @property
+    def timeframes(self) -> list[str]:
+        """Timeframes every uploaded symbol has (all three for trades)."""
+        common = [
+            tf for tf in TIMEFRAMES_MS if all(tf in u.timeframes() for u in self._items.values())
+        ]
+        return common or list(TIMEFRAMES_MS)
+
+    def csv(self, timeframe: str) -> bytes:
+        return bars_to_csv(self.bars(s, timeframe) for s in self.symbols)
+
+    def coverage(self, timeframe: str) -> Coverage:
+        starts = {}
+        for symbol in self.symbols:
+            bars = self.bars(symbol, timeframe)
+            if len(bars):
+                starts[symbol] = int(bars.open_time[0])
+        return Coverage(f"{timeframe} bars uploaded", starts)
+
+    def bars(self, symbol: str, timeframe: str, last: int | None = None) -> Bars:
+        bars = self._items[symbol].get(timeframe) or Bars.empty(symbol, timeframe)
+        return bars if last is None or len(bars) <= last else bars.slice(len(bars) - last)

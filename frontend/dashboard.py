@@ -1,7 +1,9 @@
 """Streamlit layout: live strip, controls, charts, figures, alerts, export and uploads.
 
-The engine (feed threads, tick store, SQLite) is one per process via ``st.cache_resource``; the
-live parts refresh inside ``st.fragment(run_every=...)`` without full-page reruns.
+The engine (feed threads, tick store, SQLite) is one per process via ``st.cache_resource`` and
+the page's only door into the backend (``health``, ``bars``, ``csv``, ``save``, ``cached``).
+Uploaded files offer the same read interface (``UploadedData``), so nothing below asks where
+the data came from. Live parts refresh inside ``st.fragment(run_every=...)``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from backend.engine import Engine, EngineOptions
 from backend.pairs import PairParams, history_bars, live_stats, needs, slow_stats
 from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
-from backend.uploads import UploadError, parse_upload
+from backend.uploads import UploadedData, UploadError, parse_upload
 from frontend import charts
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
@@ -28,8 +30,9 @@ WALK_FORWARD = "Walk-forward (no look-ahead)"
 HINDSIGHT = "Fixed β from the latest window (hindsight)"
 LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target 500 ms)
 ANALYSIS_REFRESH_S = 1.0
-EXPORT_REFRESH_S = 5.0
-STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol  # each rebuild replaces the files; a click needs one to last
+STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol
+CLOCK_OFFSET_SHOWN_MS = 1_000
+EXPORT_REFRESH_S = 5.0  # each rebuild replaces the files; a click needs one to last  # beyond this the health line shows the clock offset
 
 
 @st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
@@ -39,7 +42,6 @@ def get_engine(opts: EngineOptions) -> Engine:
 
 @dataclass(frozen=True)
 class Controls:
-    data: str  # "live" | "upload"
     timeframe: str
     y: str
     x: str
@@ -60,14 +62,15 @@ def main(opts: EngineOptions) -> None:
     except (ConfigError, StorageError, ValueError) as exc:  # ValueError: a bad replay file
         st.error(f"Cannot start: {exc}")
         st.stop()
-    if engine.unknown_symbols:
+    health = engine.health()
+    if health.unknown_symbols:
         where = (
-            f"not listed by {engine.cfg.rest_url}/fapi/v1/exchangeInfo"
-            if engine.opts.source == "live"
-            else f"not in the {engine.opts.source} data ({', '.join(engine.symbols)})"
+            f"not listed by {health.rest_url}/fapi/v1/exchangeInfo"
+            if health.source == "live"
+            else f"not in the {health.source} data ({', '.join(health.symbols)})"
         )
         st.error(
-            f"Unknown symbol(s) {', '.join(engine.unknown_symbols)}: {where}, so not streamed."
+            f"Unknown symbol(s) {', '.join(health.unknown_symbols)}: {where}, so not streamed."
         )
     # One fixed container per section: a fragment redrawn on its own keeps its place even when
     # a section above it grows or shrinks (else Streamlit can leave a stale copy behind).
@@ -75,16 +78,30 @@ def main(opts: EngineOptions) -> None:
     with strip:
         live_strip(engine)
     with notice:
-        offline_notice(engine, opts)
+        offline_notice(health)
     with upload_box:
         uploads = upload_panel()
-    controls = sidebar(engine, uploads)
-    if controls is None:
+    data = engine
+    if uploads is not None:
+        choice = st.sidebar.radio("Data", ["Live feed", "Uploaded file"], index=1)
+        data = uploads if choice == "Uploaded file" else engine
+    controls = sidebar(data)
+    if controls is None:  # a bad control: said in the sidebar; the rest of the page stays
+        with analysis_box:
+            tf = st.session_state.get("timeframe") or data.timeframes[0]
+            for symbol in data.symbols[:2]:
+                bars = data.bars(symbol, tf, last=600)
+                if len(bars):
+                    st.plotly_chart(
+                        charts.candles(bars), key=f"candles_{symbol}", config=charts.CONFIG
+                    )
+        with export_box:
+            export_panel(engine, data, None)
         return
     with analysis_box:
-        analysis(engine, controls, uploads)
+        analysis(engine, data, controls)
     with export_box:
-        export_panel(engine, controls, uploads)
+        export_panel(engine, data, controls)
 
 
 # --- live strip ---------------------------------------------------------------------------------
@@ -92,15 +109,15 @@ def main(opts: EngineOptions) -> None:
 
 @st.fragment(run_every=LIVE_REFRESH_S)
 def live_strip(engine: Engine) -> None:
-    snap = engine.store.snapshot()
-    health = engine.ingestor.health.snapshot()
-    shown = engine.symbols[:STRIP_SYMBOLS]
+    h = engine.health()
+    snap, health, symbols = h.store, h.feed, h.symbols
+    shown = symbols[:STRIP_SYMBOLS]
     cols = st.columns(1 + len(shown))
-    more = len(engine.symbols) - len(shown)
+    more = len(symbols) - len(shown)
     cols[0].metric(
         "Ticks",
         f"{snap.total_ticks:,}",
-        help=f"aggregate trades held, all {len(engine.symbols)} symbols"
+        help=f"aggregate trades held, all {len(symbols)} symbols"
         + (f"; prices of the first {len(shown)} shown" if more else ""),
     )
     for col, symbol in zip(cols[1:], shown, strict=True):
@@ -114,20 +131,27 @@ def live_strip(engine: Engine) -> None:
         else:
             col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
     if more:
-        st.caption(f"Prices of {len(shown)} of {len(engine.symbols)} symbols shown; ticks of all.")
+        st.caption(f"Prices of {len(shown)} of {len(symbols)} symbols shown; ticks of all.")
     age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
-    latency = "—" if health.feed_latency_ms is None else f"{health.feed_latency_ms:,.0f} ms"
+    latency = (
+        "latency —"
+        if health.feed_latency_ms is None
+        else (f"latency {health.feed_latency_ms:,.0f} ms")
+    )
+    if h.clock_offset_ms is not None and abs(h.clock_offset_ms) > CLOCK_OFFSET_SHOWN_MS:
+        # Latency is event time against our clock: meaningless when the clocks disagree.
+        latency = f"clock offset {h.clock_offset_ms / 1000:+,.1f} s (exchange − ours)"
     state = {"connected": ":green[● connected]", "reconnecting": ":orange[● reconnecting]"}.get(
         health.state, f":gray[● {health.state}]"
     )
     gaps_open = sum(s.open_gaps for s in snap.symbols.values())
-    source = engine.opts.source
-    replay = engine.replay_pass()
+    source = h.source
+    replay = h.replay_pass
     if replay is not None and replay[0] > 1:
         source += f" (pass {replay[0]}, times shifted +{replay[1] / 3_600_000:.2f} h)"
     st.caption(
         f"{state} · source **{source}** · {health.msgs_per_s:,.0f} msg/s · "
-        f"last message {age} ago · latency {latency} · reconnects {health.reconnects} · "
+        f"last message {age} ago · {latency} · reconnects {health.reconnects} · "
         f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
         f"malformed skipped {health.malformed} · duplicates dropped "
         f"{sum(s.duplicates for s in snap.symbols.values())} · backfill overlap "
@@ -137,16 +161,16 @@ def live_strip(engine: Engine) -> None:
         st.caption(f"⚠️ backfill: {health.backfill_error}")
 
 
-def offline_notice(engine: Engine, opts: EngineOptions) -> None:
-    health = engine.ingestor.health.snapshot()
-    if engine.opts.source != "live" or health.messages or health.state != "reconnecting":
-        if engine.opts.source != "live" and st.sidebar.button("Back to the live feed"):
+def offline_notice(h) -> None:
+    feed = h.feed
+    if h.source != "live" or feed.messages or feed.state != "reconnecting":
+        if h.source != "live" and st.sidebar.button("Back to the live feed"):
             st.session_state["source"] = "live"
             st.rerun()
         return
     st.warning(
-        f"Binance is unreachable from this machine ({engine.cfg.ws_url}): "
-        f"{health.last_error or 'no answer'}. Still retrying in the background. "
+        f"Binance is unreachable from this machine ({h.ws_url}): "
+        f"{feed.last_error or 'no answer'}. Still retrying in the background. "
         "Meanwhile you can analyse the recorded sample or the simulation:"
     )
     left, right = st.columns(2)
@@ -161,23 +185,11 @@ def offline_notice(engine: Engine, opts: EngineOptions) -> None:
 # --- controls ----------------------------------------------------------------------------------
 
 
-def sidebar(engine: Engine, uploads: dict) -> Controls | None:
+def sidebar(data) -> Controls | None:
     sb = st.sidebar
     sb.header("Controls")
-    data = "live"
-    if uploads:
-        data = (
-            "upload"
-            if sb.radio("Data", ["Live feed", "Uploaded file"], index=1) == "Uploaded file"
-            else "live"
-        )
-    symbols = sorted(uploads) if data == "upload" else list(engine.symbols)
-    frames = list(TIMEFRAMES_MS)
-    if data == "upload":
-        frames = [
-            tf for tf in frames if all(tf in u.timeframes() for u in uploads.values())
-        ] or frames
-    timeframe = sb.radio("Timeframe", frames, horizontal=True, key="timeframe")
+    symbols = list(data.symbols)
+    timeframe = sb.radio("Timeframe", data.timeframes, horizontal=True, key="timeframe")
     if len(symbols) < 2:
         sb.error("Pair analytics needs two symbols; this data has only " + ", ".join(symbols))
         return None
@@ -224,7 +236,7 @@ def sidebar(engine: Engine, uploads: dict) -> Controls | None:
         cost_bps=float(cost),
         hindsight=spread_mode == HINDSIGHT,
     )
-    return Controls(data, timeframe, y, x, int(shown), params, adf_mode, float(cooldown))
+    return Controls(timeframe, y, x, int(shown), params, adf_mode, float(cooldown))
 
 
 def rules_editor(sb, symbols: list[str]) -> None:
@@ -249,7 +261,7 @@ def rules_editor(sb, symbols: list[str]) -> None:
 # --- uploads -----------------------------------------------------------------------------------
 
 
-def upload_panel() -> dict:
+def upload_panel() -> UploadedData | None:
     with st.expander("Offline analysis: upload bars or aggTrades CSV"):
         files = st.file_uploader(
             "OHLC bars (this app's CSV export or any CSV with open_time/time, open, high, low, "
@@ -265,32 +277,27 @@ def upload_panel() -> dict:
                     out[item.symbol] = item
             except UploadError as exc:
                 st.error(str(exc))
-        if out:
-            st.success(
-                "Loaded " + ", ".join(f"{s} ({'/'.join(u.timeframes())})" for s, u in out.items())
-            )
-        return out
+        if not out:
+            return None
+        st.success(
+            "Loaded " + ", ".join(f"{s} ({'/'.join(u.timeframes())})" for s, u in out.items())
+        )
+        return UploadedData(out, key=tuple((f.name, f.size) for f in files))
 
 
 # --- analysis ----------------------------------------------------------------------------------
 
 
-def bars_for(engine: Engine, controls: Controls, uploads: dict, symbol: str) -> Bars:
-    if controls.data == "upload":
-        return uploads[symbol].get(controls.timeframe) or Bars.empty(symbol, controls.timeframe)
-    return engine.store.bars(symbol, controls.timeframe)
+def pair_bars(data, controls: Controls) -> tuple[Bars, Bars]:
+    """The bars the pair figures need: those shown plus the longest window before them,
+    read as slices (the store copies only these)."""
+    keep = controls.shown_bars + history_bars(controls.params) + 1
+    tf = controls.timeframe
+    return data.bars(controls.y, tf, last=keep), data.bars(controls.x, tf, last=keep)
 
 
 def _tail(bars: Bars, n: int) -> Bars:
     return bars.slice(max(0, len(bars) - n))
-
-
-def pair_bars(engine: Engine, controls: Controls, uploads: dict) -> tuple[Bars, Bars]:
-    """The bars the pair figures need: those shown plus the longest window before them."""
-    keep = controls.shown_bars + history_bars(controls.params) + 1
-    yb = _tail(bars_for(engine, controls, uploads, controls.y), keep)
-    xb = _tail(bars_for(engine, controls, uploads, controls.x), keep)
-    return yb, xb
 
 
 def common_bars(yb: Bars, xb: Bars) -> int:
@@ -298,12 +305,11 @@ def common_bars(yb: Bars, xb: Bars) -> int:
 
 
 @st.fragment(run_every=ANALYSIS_REFRESH_S)
-def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
+def analysis(engine: Engine, data, controls: Controls) -> None:
     p = controls.params
-    yb, xb = pair_bars(engine, controls, uploads)
+    yb, xb = pair_bars(data, controls)
     have = common_bars(yb, xb)
-    if controls.data == "live":
-        history_caption(engine, controls.timeframe)
+    coverage_caption(data.coverage(controls.timeframe))
     waiting = {name: n for name, n in needs(p).items() if have < n}
     if waiting:
         st.info(
@@ -316,39 +322,21 @@ def analysis(engine: Engine, controls: Controls, uploads: dict) -> None:
             price_charts(yb, xb, controls)
             return
     live = live_stats(yb, xb, p)
-    slow = cached_slow(yb, xb, p, live, controls)
+    slow = cached_slow(engine, data, yb, xb, live, controls)
     if p.path_is_slow and slow is not None:
         live = live_stats(yb, xb, p, slow)
     figures(live, slow, p, controls.timeframe)
     fire_alerts(live, yb, xb, controls)
-    analysis_tabs(engine, controls, uploads, yb, xb, live, slow)
+    analysis_tabs(data, controls, yb, xb, live, slow)
 
 
-def history_caption(engine: Engine, timeframe: str) -> None:
-    """How far back the bars reach and whether the 1s history is still coming in."""
-    status = engine.history_status()
-    parts, filling = [], []
-    for symbol, (st_, note) in status.items():
-        reach = st_.klines_from_ms.get(timeframe) if timeframe != "1s" else None
-        start = reach or st_.seconds_from_ms
-        if start is not None:
-            parts.append(f"{symbol} from {_utc(start)}")
-        if st_.seconds_filled is not None and st_.seconds_filled < 1.0:
-            filling.append(f"{symbol} {st_.seconds_filled:.0%}")
-        elif st_.seconds_from_ms is not None and st_.seconds_filled is None:
-            filling.append(f"{symbol} loading")
-        if note and note not in ("loaded", "waiting", "klines loaded"):
-            filling.append(f"{symbol}: {note}")
-    if parts:
-        source = "klines, then bars built from trades" if timeframe != "1s" else "aggregate trades"
-        st.caption(f"{timeframe} history ({source}): " + " · ".join(parts) + " UTC")
-    if engine.history.error:
-        st.caption(f"⚠️ history: {engine.history.error}")
-    if filling:
-        st.caption(
-            "⏳ 1s history still loading (bars after its start are partial until it is in): "
-            + ", ".join(filling)
-        )
+def coverage_caption(cov) -> None:
+    """How far back the bars reach, and what is still coming in."""
+    if cov.starts:
+        reach = " · ".join(f"{s} from {_utc(ms)}" for s, ms in cov.starts.items())
+        st.caption(f"{cov.label}: {reach} UTC")
+    for note in cov.notes:
+        st.caption(note)
 
 
 def _utc(ms: int) -> str:
@@ -359,7 +347,7 @@ TABS = ("Prices", "Spread & z-score", "Correlation", "Hedge ratio β", "Backtest
         "Table", "Alerts")  # fmt: skip
 
 
-def analysis_tabs(engine, controls: Controls, uploads: dict, yb, xb, live, slow) -> None:
+def analysis_tabs(data, controls: Controls, yb, xb, live, slow) -> None:
     """Only the open tab is computed and sent each refresh (lazy tabs): the browser re-draws
     one set of charts a second, not seven."""
     p = controls.params
@@ -388,7 +376,7 @@ def analysis_tabs(engine, controls: Controls, uploads: dict, yb, xb, live, slow)
             trades_table(slow)
     with tabs[5]:
         if tabs[5].open:
-            heatmap(engine, controls, uploads)
+            heatmap(data, controls)
     with tabs[6]:
         if tabs[6].open:
             table = stats_frame(controls, yb, xb, live)
@@ -418,9 +406,9 @@ def stats_frame(controls: Controls, yb: Bars, xb: Bars, live) -> pd.DataFrame:
     )
 
 
-def analytics_csv(engine: Engine, controls: Controls, uploads: dict) -> bytes:
+def analytics_csv(engine: Engine, data, controls: Controls) -> bytes:
     """The per-bar stats table of the current data, as CSV (the export panel rebuilds it)."""
-    yb, xb = pair_bars(engine, controls, uploads)
+    yb, xb = pair_bars(data, controls)
     p = controls.params
     have, need = common_bars(yb, xb), min(needs(p).values())
     if have < need:
@@ -428,7 +416,7 @@ def analytics_csv(engine: Engine, controls: Controls, uploads: dict) -> bytes:
     try:
         live = live_stats(yb, xb, p)
         if p.path_is_slow:  # the analysis' cached fit when it is for these bars
-            live = live_stats(yb, xb, p, cached_slow(yb, xb, p, live, controls))
+            live = live_stats(yb, xb, p, cached_slow(engine, data, yb, xb, live, controls, True))
         return stats_frame(controls, yb, xb, live).to_csv(index=False).encode()
     except ValueError as exc:
         return f"# no pair statistics: {exc}\n".encode()
@@ -439,26 +427,21 @@ def _aligned_volume(bars: Bars, live) -> np.ndarray:
     return bars.volume[np.clip(index, 0, len(bars) - 1)]
 
 
-def cached_slow(yb: Bars, xb: Bars, p: PairParams, live, controls: Controls):
-    """ADF, Engle-Granger, half-life, Kalman and backtest: recomputed when a bar closes (or on
-    demand), not on every refresh."""
+def cached_slow(engine: Engine, data, yb, xb, live, controls: Controls, force: bool = False):
+    """ADF, Engle-Granger, half-life, the slow hedge paths and the backtest: computed once per
+    closed bar (or on demand) for every viewer of the engine, not on every refresh."""
+    p = controls.params
     last_closed = int(live.open_time[-2]) if len(live.open_time) > 1 else 0
-    key = (controls.data, controls.timeframe, controls.y, controls.x, p)
-    on_demand = controls.adf_mode == "On demand" and not p.path_is_slow  # a slow hedge can't wait
-    if on_demand:
-        key = (*key, st.session_state.get("adf_request"))
-        if st.session_state.get("adf_request") is None:
-            key = (*key, "never")
-    else:
-        key = (*key, last_closed)
-    hit = st.session_state.get("slow")
-    if hit and hit[0] == key:
-        return hit[1]
-    if on_demand and st.session_state.get("adf_request") is None:
+    first = int(live.open_time[0]) if len(live.open_time) else 0
+    on_demand = controls.adf_mode == "On demand" and not p.path_is_slow and not force
+    request = st.session_state.get("adf_request") if on_demand else None
+    if on_demand and request is None:
         return None
-    slow = slow_stats(yb, xb, p, live)
-    st.session_state["slow"] = (key, slow)
-    return slow
+    key = (
+        getattr(data, "key", "live"), controls.timeframe, controls.y, controls.x, p,
+        first, last_closed, request if on_demand else None,
+    )  # fmt: skip
+    return engine.cached(key, lambda: slow_stats(yb, xb, p, live))
 
 
 def figures(live, slow, p: PairParams, timeframe: str) -> None:
@@ -574,15 +557,15 @@ def price_charts(yb: Bars, xb: Bars, controls: Controls) -> None:
             )
 
 
-def heatmap(engine: Engine, controls: Controls, uploads: dict) -> None:
-    symbols = sorted(uploads) if controls.data == "upload" else engine.symbols
+def heatmap(data, controls: Controls) -> None:
+    symbols = list(data.symbols)
     if len(symbols) < 2:
         st.info("The heatmap needs at least two symbols.")
         return
     window = controls.params.corr_window_bars
     series = {}
     for s in symbols:
-        b = _tail(bars_for(engine, controls, uploads, s), window + 1)
+        b = data.bars(s, controls.timeframe, last=window + 1)
         series[s] = pd.Series(an.log_returns(b.close), index=b.open_time)
     frame = pd.DataFrame(series)
     matrix = an.correlation_matrix({s: frame[s].to_numpy() for s in frame}, window)
@@ -646,65 +629,58 @@ def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
 
 
 @st.fragment(run_every=EXPORT_REFRESH_S)
-def export_panel(engine: Engine, controls: Controls, uploads: dict) -> None:
-    # The files are built here, every few seconds, not on click: Streamlit drops a file made on
-    # click after two script runs end, and this page ends several a second, so a slow browser
-    # could lose the download. Only changed rows are re-formatted (backend.csv_export). Each
-    # rebuild redraws the buttons, and a click in that instant is lost: hence every 5 s.
+def export_panel(engine: Engine, data, controls: Controls | None) -> None:
+    # The files are built here, every few seconds, not at the click: Streamlit deletes a file
+    # made at the click (a callable ``data``) after two script runs end, and this page ends
+    # several a second, so a busy browser can fetch it too late (a 404; seen in Chromium). Only
+    # changed rows are re-formatted (backend.csv_export). Each rebuild redraws the buttons, and
+    # a click in that instant is lost: hence every 5 s.
     st.subheader("Export")
     left, middle, right = st.columns(3)
-    tf = controls.timeframe
+    tf = controls.timeframe if controls is not None else st.session_state.get("timeframe", "1s")
     built_at = time.time()
-    bars_csv = engine.bars_csv.export(engine.store.bars(s, tf) for s in engine.symbols)
-    analytics = analytics_csv(engine, controls, uploads)
     left.download_button(
         f"Download CSV ({tf} bars, all symbols)",
-        bars_csv,
+        data.csv(tf),
         file_name=f"bars_{tf}.csv",
         mime="text/csv",
         key="download_bars",
         on_click="ignore",
     )
-    middle.download_button(
-        f"Download analytics CSV ({controls.y}/{controls.x}, {tf})",
-        analytics,
-        file_name=f"analytics_{controls.y}_{controls.x}_{tf}.csv",
-        mime="text/csv",
-        key="download_analytics",
-        on_click="ignore",
-    )
-    if right.button(f"Save to SQLite ({engine.opts.db_path})", key="save_sqlite"):
-        save_with_progress(engine, right)
+    if controls is not None:
+        middle.download_button(
+            f"Download analytics CSV ({controls.y}/{controls.x}, {tf})",
+            analytics_csv(engine, data, controls),
+            file_name=f"analytics_{controls.y}_{controls.x}_{tf}.csv",
+            mime="text/csv",
+            key="download_analytics",
+            on_click="ignore",
+        )
+    db_path = engine.health().db_path
+    if right.button(f"Save to SQLite ({db_path})", key="save_sqlite"):
+        save_with_progress(engine, right, db_path)
     last = st.session_state.get("last_save")
     if last is not None:
         (right.success if last[0] else right.error)(last[1])
     st.caption(
         f"CSV files as of {time.strftime('%H:%M:%S', time.gmtime(built_at))} UTC, rebuilt every "
-        f"{EXPORT_REFRESH_S:g} s; Save to SQLite writes every bar of all three timeframes."
+        f"{EXPORT_REFRESH_S:g} s; Save to SQLite writes every bar of all three timeframes (and "
+        "the resume points) in one transaction."
     )
 
 
-def save_with_progress(engine: Engine, where) -> None:
-    jobs = [(s, tf) for s in engine.symbols for tf in TIMEFRAMES_MS]
+def save_with_progress(engine: Engine, where, db_path: str) -> None:
     bar = where.progress(0.0, text="Saving bars…")
-    written = 0
     try:
-        with engine.save_lock:
-            points = engine.store.resume_points() if engine.opts.source == "live" else []
-            for i, (symbol, tf) in enumerate(jobs, 1):
-                bars = engine.store.bars(symbol, tf)
-                for start in range(0, len(bars), 20_000):  # chunks keep the progress moving
-                    written += engine.db.upsert([bars.slice(start, start + 20_000)])
-                bar.progress(i / len(jobs), text=f"Saving {symbol} {tf}…")
-            engine.db.upsert([], points)  # only once every bar they cover is saved
+        written = engine.save(lambda share, what: bar.progress(share, text=f"Saving {what}…"))
     except StorageError as exc:
         bar.empty()
-        st.session_state["last_save"] = (False, f"Nothing more was saved: {exc}")
+        st.session_state["last_save"] = (False, f"Nothing was saved: {exc}")
         return
     bar.empty()
-    # Kept in the session: the panel is redrawn every few seconds and must keep saying it.
+    # Kept in the session: the panel is redrawn on every rerun and must keep saying it.
     st.session_state["last_save"] = (
         True,
-        f"Saved to {engine.opts.db_path} at {time.strftime('%H:%M:%S', time.gmtime())} UTC: "
+        f"Saved to {db_path} at {time.strftime('%H:%M:%S', time.gmtime())} UTC: "
         f"{written:,} rows written (inserted or changed).",
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -44,11 +46,13 @@ def _serve_dashboard(tmp_path, *options: str):
     port = _free_port()
     db = tmp_path / "market.db"
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONPATH": str(ROOT)}
+    # The server's log goes to a file: an unread pipe fills up and blocks the server.
+    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed after the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--", *options, "--db", str(db)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -61,15 +65,17 @@ def _serve_dashboard(tmp_path, *options: str):
             time.sleep(0.1)
     else:
         proc.kill()
-        pytest.fail(
-            "streamlit did not become healthy: " + (proc.stderr.read() if proc.stderr else "")
-        )
+        log.close()
+        pytest.fail("streamlit did not become healthy: " + (tmp_path / "streamlit.log").read_text())
     yield url, db
     proc.terminate()
     try:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "streamlit.log", ARTIFACTS / f"streamlit-{options[1]}.log")
 
 
 @pytest.fixture
@@ -84,18 +90,29 @@ def simulated_dashboard(tmp_path):
 
 @contextlib.contextmanager
 def chromium_page(name: str):
-    """A fresh headless Chromium page; a screenshot of it if the test fails."""
+    """A fresh headless Chromium page (its own new profile); a screenshot if the test fails.
+
+    The profile allows a site several downloads: a file built at the click arrives after the
+    click's gesture, and Chromium asks before a site's second such download ("Download multiple
+    files?"), which headless cancels. A user answers that prompt once."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as pw:
+        prefs = {"profile": {"default_content_setting_values": {"automatic_downloads": 1}}}
+        (Path(profile) / "Default").mkdir()
+        (Path(profile) / "Default" / "Preferences").write_text(json.dumps(prefs))
+        context = pw.chromium.launch_persistent_context(
+            profile,
             executable_path=CHROMIUM,
+            headless=True,
+            accept_downloads=True,
+            viewport={"width": 1500, "height": 1800},
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )  # fmt: skip
-        page = browser.new_page(accept_downloads=True, viewport={"width": 1500, "height": 1800})
+        page = context.new_page()
         try:
             yield page
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -103,7 +120,7 @@ def chromium_page(name: str):
             page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
             raise
         finally:
-            browser.close()
+            context.close()
 
 
 def metric_text(page, label: str) -> str | None:

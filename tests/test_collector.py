@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from backend.collector import BarFlusher, resume_from_storage
+from backend.persistence import BarFlusher, resume_from_storage
 from backend.records import TIMEFRAMES_MS
 from backend.state import TickStore
 from backend.storage import BarStore

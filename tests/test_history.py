@@ -8,12 +8,12 @@ import contextlib
 import numpy as np
 import pytest
 
-from backend.collector import BarFlusher
 from backend.config import FeedConfig
 from backend.exchange.server import FaultPlan
 from backend.exchange.sources import Simulator
 from backend.history import HistoryLoader, HistoryOptions, seconds_start_ms
 from backend.ingestion import Ingestor
+from backend.persistence import BarFlusher
 from backend.records import TIMEFRAMES_MS
 from backend.state import TickStore
 from backend.storage import BarStore

@@ -129,3 +129,23 @@ def test_snapshot_arrays_are_read_only():
     bars = store.bars("X", "1m")
     with pytest.raises(ValueError):
         bars.close[0] = 2.0
+
+
+def test_the_last_n_bars_are_the_tail_of_all_bars_klines_included(dec_trades):
+    """A slice read under the lock equals the tail of the whole read, across the kline seam."""
+    from backend.records import TIMEFRAMES_MS
+    from backend.resampling import bars_from_trades
+
+    tape = dec_trades["ETHUSDT"]
+    cut = int(tape.trade_time_ms[0]) // 300_000 * 300_000 + 300_000
+    before, after = tape.take(tape.trade_time_ms < cut), tape.take(tape.trade_time_ms >= cut)
+    store = TickStore(["ETHUSDT"])
+    for tf in ("1m", "5m"):
+        store.load_klines("ETHUSDT", bars_from_trades(before, tf))
+    store.ingest(after)
+    for tf in TIMEFRAMES_MS:
+        whole = store.bars("ETHUSDT", tf).to_frame()
+        for n in (1, 3, len(whole) - 1, len(whole), len(whole) + 5):
+            tail = store.bars("ETHUSDT", tf, last=n).to_frame()
+            expected = whole.tail(n).reset_index(drop=True)
+            assert tail.equals(expected), (tf, n)

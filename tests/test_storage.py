@@ -119,7 +119,7 @@ def test_read_only_connection_is_explained(tmp_path):
 def test_disk_full_is_explained_and_the_pending_bars_are_saved_on_retry(tmp_path, dec_trades):
     """A full disk (simulated with SQLite's page limit) fails the whole flush, the database
     stays as it was, and the next flush after space is freed writes every pending bar."""
-    from backend.collector import BarFlusher
+    from backend.persistence import BarFlusher
     from backend.state import TickStore
 
     db = BarStore(tmp_path / "full.db")
