@@ -96,6 +96,8 @@ class LiveStats:
     corr: np.ndarray
     latest_z: float
     latest_corr: float
+    y_close: np.ndarray  # the aligned bars' closes, as traded
+    x_close: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,10 @@ def live_stats(
         )
     else:
         corr = an.rolling_corr(ya.close, xa.close, p.corr_window_bars)
-    return LiveStats(ya.open_time, y, x, beta, alpha, s, z, np.asarray(corr), _last(z), _last(corr))
+    return LiveStats(
+        ya.open_time, y, x, beta, alpha, s, z, np.asarray(corr), _last(z), _last(corr),
+        ya.close, xa.close,
+    )  # fmt: skip
 
 
 def slow_stats(y_bars: Bars, x_bars: Bars, p: PairParams, live: LiveStats) -> SlowStats:

@@ -18,6 +18,7 @@ import streamlit as st
 
 from backend import analytics as an
 from backend.config import ConfigError
+from backend.csv_export import iso_utc
 from backend.engine import Engine, EngineOptions
 from backend.pairs import PairParams, history_bars, live_stats, needs, slow_stats
 from backend.records import TIMEFRAMES_MS, Bars
@@ -395,14 +396,25 @@ def stats_frame(controls: Controls, yb: Bars, xb: Bars, live) -> pd.DataFrame:
     p = controls.params
     return an.bar_stats_table(
         live.open_time,
-        np.exp(live.y) if p.log_prices else live.y,
-        np.exp(live.x) if p.log_prices else live.x,
+        live.y_close,  # the bars' own closes: exp(log(p)) would print 3139.7799999999997
+        live.x_close,
         _aligned_volume(yb, live),
         _aligned_volume(xb, live),
         live.spread,
         live.zscore,
         p.z_window_bars,
         (controls.y, controls.x),
+    )
+
+
+def _csv_header(controls: Controls) -> str:
+    p = controls.params
+    spread = "hindsight (one beta from the latest window)" if p.hindsight else "walk-forward"
+    return (
+        f"# pair {controls.y}/{controls.x}, {controls.timeframe} bars; regression {p.method} on "
+        f"{'log prices' if p.log_prices else 'prices'}, lookback {p.lookback_bars} bars, "
+        f"spread {spread}; z window {p.z_window_bars} bars (sample std); return vol window "
+        f"{p.z_window_bars} bars; times ISO-8601 UTC (bar open)\n"
     )
 
 
@@ -417,7 +429,9 @@ def analytics_csv(engine: Engine, data, controls: Controls) -> bytes:
         live = live_stats(yb, xb, p)
         if p.path_is_slow:  # the analysis' cached fit when it is for these bars
             live = live_stats(yb, xb, p, cached_slow(engine, data, yb, xb, live, controls, True))
-        return stats_frame(controls, yb, xb, live).to_csv(index=False).encode()
+        frame = stats_frame(controls, yb, xb, live)
+        frame["time"] = iso_utc(live.open_time)  # one time format in both files
+        return (_csv_header(controls) + frame.to_csv(index=False)).encode()
     except ValueError as exc:
         return f"# no pair statistics: {exc}\n".encode()
 

@@ -202,7 +202,15 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
             60,
             "the z-score",
         )
-        table = pd.read_csv(download(page, "Download analytics CSV"))
+        path = download(page, "Download analytics CSV")
+        with open(path) as fh:
+            header = fh.readline()
+        assert header.startswith("# pair ETHUSDT/BTCUSDT, 1s bars; regression ols") and (
+            "z window 60 bars" in header
+        )
+        table = pd.read_csv(path, comment="#")
+        assert table["time"].str.endswith("Z").all()
+        assert (table["ETHUSDT_close"].astype(str).str.len() < 12).all()  # no float noise
         assert {"time", "ETHUSDT_close", "BTCUSDT_close", "spread", "zscore"} <= set(table)
         spread = table["spread"]
         z = (spread - spread.rolling(60).mean()) / spread.rolling(60).std(ddof=1)
