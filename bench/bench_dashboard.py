@@ -29,7 +29,7 @@ from bench_ingestion import synthetic_trades  # noqa: E402
 
 from backend import analytics as an  # noqa: E402
 from backend.csv_export import BarsCsv, bars_to_csv  # noqa: E402
-from backend.pairs import PairParams, live_stats, slow_stats  # noqa: E402
+from backend.pairs import PairParams, history_bars, live_stats, slow_stats  # noqa: E402
 from backend.records import Bars  # noqa: E402
 from backend.resampling import align  # noqa: E402
 from backend.state import TickStore  # noqa: E402
@@ -55,9 +55,9 @@ def figures(yb, xb, live) -> None:
 def ours(store: TickStore, feed, full: bool) -> None:
     store.ingest(next(feed))  # a new trade: the bars cache is stale, as in live use
     store.snapshot()
-    keep = SHOWN + P.lookback_bars + 1
-    yb = tail(store.bars("ETHUSDT", "1s"), keep)
-    xb = tail(store.bars("BTCUSDT", "1s"), keep)
+    keep = SHOWN + history_bars(P) + 1  # as the page: only these bars, sliced under the lock
+    yb = store.bars("ETHUSDT", "1s", last=keep)
+    xb = store.bars("BTCUSDT", "1s", last=keep)
     live = live_stats(yb, xb, P)
     figures(yb, xb, live)
     if full:

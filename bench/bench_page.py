@@ -1,0 +1,166 @@
+"""What a viewer costs: CPU of the Streamlit server and of Chromium's renderer while a page is
+open, ours against a floor page, in the same run.
+
+    python bench/bench_page.py [--seconds 60] [--viewers 1,5]
+
+The floor page is the least a live Streamlit page can be here: three ``st.metric`` refreshed
+every 0.25 s in a fragment. Ours is ``app.py -- --source simulate`` (2 symbols, history loaded)
+on its default view. For each page and viewer count: the server starts, Chromium opens the
+page(s) and waits for the first metric, then CPU seconds of the server process and of every
+renderer process are read from /proc over ``--seconds``, and each page's tick counter is
+sampled to check that it changes at least once a second. Prints CPU as a share of one core and
+the ratios ours/floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TICK = os.sysconf("SC_CLK_TCK")
+
+FLOOR_PAGE = """
+import time
+import streamlit as st
+
+@st.fragment(run_every=0.25)
+def strip():
+    now = time.time()
+    a, b, c = st.columns(3)
+    a.metric("Ticks", f"{int(now * 10):,}")
+    b.metric("BTCUSDT", f"{90000 + now % 100:,.2f}")
+    c.metric("ETHUSDT", f"{3000 + now % 10:,.2f}")
+
+strip()
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def renderers() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"chrom" in cmd and b"--type=renderer" in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(script: str, *options: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--", *options],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.read() == b"ok":
+                    return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{script} did not start")
+
+
+def measure(script: str, options: list[str], viewers: int, seconds: float) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    proc, url = serve(script, *options)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+            )  # fmt: skip
+            pages = [
+                browser.new_page(viewport={"width": 1500, "height": 1200}) for _ in range(viewers)
+            ]
+            for page in pages:
+                page.goto(url)
+                page.get_by_test_id("stMetricValue").first.wait_for(timeout=60_000)
+            time.sleep(15)  # history in, first charts drawn
+            server0 = cpu_seconds(proc.pid)
+            render0 = {pid: cpu_seconds(pid) for pid in renderers()}
+            t0 = time.monotonic()
+            last = [None] * viewers
+            changed_at = [[] for _ in range(viewers)]
+            while time.monotonic() - t0 < seconds:
+                for i, page in enumerate(pages):
+                    value = page.get_by_test_id("stMetricValue").first.inner_text()
+                    if value != last[i]:
+                        changed_at[i].append(time.monotonic())
+                        last[i] = value
+                time.sleep(0.1)
+            elapsed = time.monotonic() - t0
+            server = cpu_seconds(proc.pid) - server0
+            render = sum(cpu_seconds(pid) - render0.get(pid, 0.0) for pid in renderers())
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    worst_gap = max(
+        (max(b - a for a, b in zip(c, c[1:], strict=False)) if len(c) > 1 else elapsed)
+        for c in changed_at
+    )
+    return dict(server=server / elapsed, render=render / elapsed, gap=worst_gap)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--viewers", default="1,5")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = Path(tmp) / "floor.py"
+        floor.write_text(FLOOR_PAGE)
+        db = str(Path(tmp) / "bench.db")
+        print(
+            f"# page cost over {args.seconds:g} s (CPU as a share of one core; 2 symbols, simulate)"
+        )
+        print(f"{'viewers':>8}{'page':>7}{'server':>9}{'renderer':>10}{'worst tick gap s':>18}")
+        for n in (int(v) for v in args.viewers.split(",")):
+            rows = {
+                "floor": measure(str(floor), [], n, args.seconds),
+                "ours": measure("app.py", ["--source", "simulate", "--db", db], n, args.seconds),
+            }
+            for name, r in rows.items():
+                print(f"{n:>8}{name:>7}{r['server']:>9.0%}{r['render']:>10.0%}{r['gap']:>18.2f}")
+            f, o = rows["floor"], rows["ours"]
+            print(
+                f"{n:>8}{'ratio':>7}{o['server'] / f['server']:>8.2f}x{o['render'] / f['render']:>9.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
