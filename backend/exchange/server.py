@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 WEIGHT_LIMIT_1M = 2400
 _ROUTE_PREFIXES = ("/market", "/public")
 _WRITE_HIGH_WATER = 1 << 20
+_STUCK_S = 5.0  # a client whose socket stays full this long is cut off
 
 # Junk the malformed-message fault sends, one kind after another.
 JUNK_FRAMES = (
@@ -653,11 +654,26 @@ class LocalExchange:
                 sub.conn.transport.write(b"".join(out))
 
     async def _drain(self) -> None:
-        """Backpressure: wait while any live client's socket buffer is full."""
-        while any(
-            not s.silent and s.conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER
-            for s in self._subs
-        ):
+        """Backpressure: wait while any live client's socket buffer is full. A client that has
+        not read for ``_STUCK_S`` (gone without a close the kernel has passed on yet) is cut
+        off, so one dead peer cannot stall publication for everyone."""
+        started = time.monotonic()
+        while True:
+            full = [
+                s
+                for s in self._subs
+                if not s.silent
+                and not s.conn.transport.is_closing()
+                and s.conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER
+            ]
+            if not full:
+                return
+            if time.monotonic() - started > _STUCK_S:
+                for sub in full:
+                    log.warning("cutting off a client that stopped reading")
+                    self._subs.discard(sub)
+                    sub.conn.transport.abort()
+                return
             await asyncio.sleep(0.001)
 
     def _drop_all(self) -> None:
