@@ -30,6 +30,7 @@ METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Ka
 WALK_FORWARD = "Walk-forward (no look-ahead)"
 HINDSIGHT = "Fixed β from the latest window (hindsight)"
 LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target 500 ms)
+REFRESH_CHOICES = ("0.25 s", "0.5 s", "1 s", "2 s", "5 s", "10 s", "30 s", "60 s", "paused")
 ANALYSIS_REFRESH_S = 1.0
 STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol
 CLOCK_OFFSET_SHOWN_MS = 1_000
@@ -77,7 +78,10 @@ def main(opts: EngineOptions) -> None:
     # a section above it grows or shrinks (else Streamlit can leave a stale copy behind).
     strip, notice, upload_box, analysis_box, export_box = (st.container() for _ in range(5))
     with strip:
-        live_strip(engine)
+        # The user's refresh (or pause) sets how often the live parts redraw: a page left open
+        # all day costs what its refresh asks for.
+        every = refresh_s()
+        st.fragment(live_strip, run_every=every)(engine)
     with notice:
         offline_notice(health)
     with upload_box:
@@ -100,7 +104,8 @@ def main(opts: EngineOptions) -> None:
             export_panel(engine, data, None)
         return
     with analysis_box:
-        analysis(engine, data, controls)
+        slow_every = None if every is None else max(every, ANALYSIS_REFRESH_S)
+        st.fragment(analysis, run_every=slow_every)(engine, data, controls)
     with export_box:
         export_panel(engine, data, controls)
 
@@ -108,7 +113,6 @@ def main(opts: EngineOptions) -> None:
 # --- live strip ---------------------------------------------------------------------------------
 
 
-@st.fragment(run_every=LIVE_REFRESH_S)
 def live_strip(engine: Engine) -> None:
     h = engine.health()
     snap, health, symbols = h.store, h.feed, h.symbols
@@ -186,9 +190,22 @@ def offline_notice(h) -> None:
 # --- controls ----------------------------------------------------------------------------------
 
 
+def refresh_s() -> float | None:
+    """The chosen refresh in seconds (the widget's value from the last run), None if paused."""
+    choice = st.session_state.get("refresh", REFRESH_CHOICES[0])
+    return None if choice == "paused" else float(choice.removesuffix(" s"))
+
+
 def sidebar(data) -> Controls | None:
     sb = st.sidebar
     sb.header("Controls")
+    sb.select_slider(
+        "Refresh",
+        REFRESH_CHOICES,
+        key="refresh",
+        help="how often the tick strip redraws (figures: at most once a second); 'paused' "
+        "stops redrawing: a page left open then costs almost nothing",
+    )
     symbols = list(data.symbols)
     timeframe = sb.radio("Timeframe", data.timeframes, horizontal=True, key="timeframe")
     if len(symbols) < 2:
@@ -305,7 +322,6 @@ def common_bars(yb: Bars, xb: Bars) -> int:
     return len(np.intersect1d(yb.open_time, xb.open_time)) if len(yb) and len(xb) else 0
 
 
-@st.fragment(run_every=ANALYSIS_REFRESH_S)
 def analysis(engine: Engine, data, controls: Controls) -> None:
     p = controls.params
     yb, xb = pair_bars(data, controls)

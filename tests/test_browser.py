@@ -156,6 +156,18 @@ def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_
         page.get_by_role("tab", name="Spread & z-score").click()
         page.get_by_text("backtest entry").first.wait_for(timeout=20_000)
 
+        # Paused, the page stops redrawing (a tab left open costs nothing); resumed, it moves.
+        refresh = page.get_by_test_id("stSidebar").get_by_role("slider")
+        refresh.focus()
+        page.keyboard.press("End")  # the last choice: paused
+        page.get_by_test_id("stSidebar").get_by_text("paused").first.wait_for(timeout=10_000)
+        time.sleep(2)  # let the last redraw land
+        frozen = ticks_value(page)
+        time.sleep(3)
+        assert ticks_value(page) == frozen
+        page.keyboard.press("Home")  # back to 0.25 s
+        wait_until(lambda: ticks_value(page) > frozen, 10, "ticks to move again")
+
 
 def ticks_value(page) -> int:
     metric = page.get_by_test_id("stMetric").filter(has_text="Ticks").first

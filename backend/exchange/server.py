@@ -289,6 +289,7 @@ class LocalExchange:
         self._junk = itertools.cycle(JUNK_FRAMES)
         self._wall0: float | None = None  # when a paced replay's clock started
         self.cycle = 0  # the replay's current pass (0-based)
+        self.publish_error: str | None = None
         self.done = threading.Event()  # set when a recorded tape has been fully published
         self.stats = {"connections": 0, "refused": 0, "drops": 0, "rest_requests": 0}
         # (monotonic time, path, status) of recent REST requests, for tests of client manners.
@@ -534,10 +535,17 @@ class LocalExchange:
     # --- publishing --------------------------------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        if self._sim is not None:
-            await self._simulate()
-        else:
-            await self._replay()
+        try:
+            if self._sim is not None:
+                await self._simulate()
+            else:
+                await self._replay()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a dead publisher must say so, not stop trades silently
+            self.publish_error = f"{type(exc).__name__}: {exc}"
+            log.exception("local exchange: publishing stopped")
+            raise
         self.done.set()
 
     async def _replay(self) -> None:
