@@ -52,14 +52,17 @@ def exchange_factory():
         ex.stop()
 
 
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    """Poll a condition with a hard deadline (no fixed sleeps)."""
+def wait_for(predicate, timeout_s: float, what) -> None:
+    """Poll a condition with a hard deadline (no fixed sleeps). ``what`` (or ``what()``, read
+    when it times out) says what was awaited."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what() if callable(what) else what}"
+    )
 
 
 def collect_argv(ex: LocalExchange, db_path, *extra: str) -> list[str]:

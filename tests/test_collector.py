@@ -133,7 +133,10 @@ def test_sigkilled_collector_restarts_from_the_database_without_loss_or_duplicat
     wait_for(
         lambda: len(ex.published("ETHUSDT")) > at_kill["ETHUSDT"] + 1_000,
         30,
-        f"trades (at kill {at_kill}; exchange clock {ex.clock_ms()}, error {ex.publish_error})",
+        lambda: (
+            f"trades (at kill {at_kill}, now {len(ex.published('ETHUSDT'))}; exchange "
+            f"clock {ex.clock_ms()}, subscribers {len(ex._subs)}, error {ex.publish_error})"
+        ),
     )
 
     second = _collector(ex, db_path)
