@@ -152,7 +152,8 @@ def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_
 
         wait_until(shown_on_1m, 10, "β, z and ADF on 1m")
         assert time.monotonic() - clicked < 10
-        page.get_by_text("· 1m").first.wait_for(timeout=5_000)  # the candles are 1m
+        # The candles are 1m (a chart being redrawn can leave a hidden copy: look at visible).
+        wait_until(lambda: page.get_by_text("· 1m").filter(visible=True).count(), 10, "1m candles")
         page.get_by_role("tab", name="Spread & z-score").click()
         page.get_by_text("backtest entry").first.wait_for(timeout=20_000)
 
@@ -235,7 +236,7 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
 
         # Switch the timeframe to 1m: the candles are titled with it.
         page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
-        page.get_by_text("· 1m").first.wait_for(timeout=20_000)
+        wait_until(lambda: page.get_by_text("· 1m").filter(visible=True).count(), 20, "1m candles")
 
         # Download the 1m bars and check every closed bar against the recorded trades.
         with open(download(page, "Download CSV (1m bars"), newline="") as fh:
