@@ -23,6 +23,17 @@ class AggTrade:
     buyer_is_maker: bool
 
 
+TRADE_COLUMNS = (
+    "agg_id",
+    "price",
+    "qty",
+    "first_trade_id",
+    "last_trade_id",
+    "trade_time_ms",
+    "buyer_is_maker",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class TradeBatch:
     """Aggregate trades of one symbol as parallel numpy columns (the unit every layer moves).

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from backend.exchange.server import FaultPlan, LocalExchange
-from backend.records import TradeBatch
+from backend.records import TRADE_COLUMNS, TradeBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PAIRDASH_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -134,18 +134,7 @@ def assert_bars_equal(actual: pd.DataFrame, expected: pd.DataFrame, label: str =
 
 def trades_batch(symbol: str, rows: list[tuple]) -> TradeBatch:
     """Hand-written trades: (agg_id, price, qty, time_ms[, buyer_is_maker[, fills]])."""
-    cols = {
-        k: []
-        for k in (
-            "agg_id",
-            "price",
-            "qty",
-            "first_trade_id",
-            "last_trade_id",
-            "trade_time_ms",
-            "buyer_is_maker",
-        )
-    }
+    cols = {k: [] for k in TRADE_COLUMNS}
     for row in rows:
         a, p, q, t, *rest = row
         m = rest[0] if rest else False

@@ -5,21 +5,13 @@ import threading
 import numpy as np
 import pytest
 
-from backend.records import TradeBatch
+from backend.records import TRADE_COLUMNS, TradeBatch
 from backend.state import TICK_DTYPE, TickBuffer, TickStore
 from tests.conftest import assert_bars_equal, reference_bars, trades_batch
 
 
 def batch_equal(a: TradeBatch, b: TradeBatch) -> None:
-    for name in (
-        "agg_id",
-        "price",
-        "qty",
-        "first_trade_id",
-        "last_trade_id",
-        "trade_time_ms",
-        "buyer_is_maker",
-    ):
+    for name in TRADE_COLUMNS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
 
 

@@ -30,7 +30,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from backend.exchange.sources import Simulator
-from backend.records import TIMEFRAMES_MS, Bars, TradeBatch
+from backend.records import TIMEFRAMES_MS, TRADE_COLUMNS, Bars, TradeBatch
 from backend.resampling import SecondBars
 from backend.rest import AGG_TRADES_MAX_SPAN_MS, AGG_TRADES_WEIGHT, KLINES_MAX_LIMIT, klines_weight
 from backend.wire import (
@@ -84,15 +84,7 @@ class FaultPlan:
     max_connection_age_s: float = 0.0  # close connections older than this (Binance: 24 h)
 
 
-_FIELDS = (
-    "agg_id",
-    "price",
-    "qty",
-    "first_trade_id",
-    "last_trade_id",
-    "trade_time_ms",
-    "buyer_is_maker",
-)
+_FIELDS = TRADE_COLUMNS
 
 
 class _Published:
@@ -656,10 +648,16 @@ class LocalExchange:
         for sub in list(self._subs):
             if sub.silent:
                 continue
+            if sub.conn.transport.is_closing():
+                self._subs.discard(sub)  # gone (a killed client): its handler ends on its own
+                continue
             mine = frames[sub.combined]
             out = [mine[i] for stream, i in targets if stream == "*" or stream in sub.streams]
             if out:
-                sub.conn.transport.write(b"".join(out))
+                try:
+                    sub.conn.transport.write(b"".join(out))
+                except (RuntimeError, OSError):  # half-closed between the check and the write
+                    self._subs.discard(sub)
 
     async def _drain(self) -> None:
         """Backpressure: wait while any live client's socket buffer is full. A client that has
