@@ -70,8 +70,6 @@ class EngineHealth:
     unknown_symbols: tuple[str, ...]  # asked for, not streamed (not listed / not in the data)
     feed: HealthSnapshot
     store: StoreSnapshot
-    history: dict  # symbol -> (HistoryStatus, loader note)
-    history_error: str | None
     clock_offset_ms: float | None  # exchange clock minus ours (live); None if unknown
     replay_pass: tuple[int, int] | None  # (pass, time shift ms) of a looped replay
     ws_url: str
@@ -163,15 +161,12 @@ class Engine:
 
     def health(self) -> EngineHealth:
         """Everything the page shows about the feed, in one immutable snapshot."""
-        notes = self.history.status
         return EngineHealth(
             source=self.opts.source,
             symbols=tuple(self.symbols),
             unknown_symbols=tuple(self.unknown_symbols),
             feed=self.ingestor.health.snapshot(),
             store=self.store.snapshot(),
-            history={s: (self.store.history_status(s), notes.get(s)) for s in self.symbols},
-            history_error=self.history.error,
             clock_offset_ms=self.history.clock_offset_ms,
             replay_pass=self.replay_pass(),
             ws_url=self.cfg.ws_url,
@@ -213,9 +208,10 @@ class Engine:
     def coverage(self, timeframe: str) -> Coverage:
         """How far back ``timeframe`` reaches per symbol, and the 1s history's progress."""
         starts, notes, filling = {}, [], []
+        loader_notes = self.history.status
         for symbol in self.symbols:
             status = self.store.history_status(symbol)
-            note = self.history.status.get(symbol)
+            note = loader_notes.get(symbol)
             reach = status.klines_from_ms.get(timeframe) or status.seconds_from_ms
             if reach is not None:
                 starts[symbol] = reach

@@ -29,7 +29,7 @@ from frontend import charts
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
 WALK_FORWARD = "Walk-forward (no look-ahead)"
 HINDSIGHT = "Fixed β from the latest window (hindsight)"
-LIVE_REFRESH_S = 0.25  # a trade is on screen within this plus render time (target 500 ms)
+# The first is the default: a trade is on screen within it plus render time (target 500 ms).
 REFRESH_CHOICES = ("0.25 s", "0.5 s", "1 s", "2 s", "5 s", "10 s", "30 s", "60 s", "paused")
 ANALYSIS_REFRESH_S = 1.0
 STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol

@@ -84,9 +84,6 @@ class FaultPlan:
     max_connection_age_s: float = 0.0  # close connections older than this (Binance: 24 h)
 
 
-_FIELDS = TRADE_COLUMNS
-
-
 class _Published:
     """One symbol's trades on the exchange and how many are public yet.
 
@@ -97,7 +94,7 @@ class _Published:
 
     def __init__(self, batch: TradeBatch, time_span_ms: int = 0) -> None:
         self.symbol = batch.symbol
-        self._cols = {f: getattr(batch, f) for f in _FIELDS}
+        self._cols = {f: getattr(batch, f) for f in TRADE_COLUMNS}
         self._n = len(batch)
         self.count = 0  # trades public so far, over all cycles
         self.first_id = int(batch.agg_id[0]) if len(batch) else 0
@@ -123,7 +120,7 @@ class _Published:
                 grown = np.empty(cap, col.dtype)
                 grown[: self._n] = col[: self._n]
                 self._cols[f] = grown
-        for f in _FIELDS:
+        for f in TRADE_COLUMNS:
             self._cols[f][self._n : need] = getattr(batch, f)
         self._n = need
         self.count = need
