@@ -8,6 +8,7 @@ the data came from. Live parts refresh inside ``st.fragment(run_every=...)``.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -32,14 +33,27 @@ HINDSIGHT = "Fixed β from the latest window (hindsight)"
 # The first is the default: a trade is on screen within it plus render time (target 500 ms).
 REFRESH_CHOICES = ("0.25 s", "0.5 s", "1 s", "2 s", "5 s", "10 s", "30 s", "60 s", "paused")
 ANALYSIS_REFRESH_S = 1.0
+# A chart redrawn costs the browser far more than anything else on the page (two 600-candle
+# charts ~1 s of a core in Chromium here, bench/bench_page.py): the charts sit in a fragment
+# of their own that runs this often and redraws a chart only when its data changed. "bar
+# close" redraws when a bar closes (the live bar then shows as it was).
+CHART_CHOICES = ("1 s", "2 s", "5 s", "10 s", "30 s", "60 s", "bar close")
+CHART_DEFAULT = "10 s"
+MAX_CANDLES = 1_000  # ~1.5 px a candle on a wide screen: more cannot be told apart
 STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol
 CLOCK_OFFSET_SHOWN_MS = 1_000
-EXPORT_REFRESH_S = 5.0  # each rebuild replaces the files; a click needs one to last  # beyond this the health line shows the clock offset
+EXPORT_REFRESH_S = 5.0  # each rebuild replaces the files; a click needs one to last
 
 
 @st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
 def get_engine(opts: EngineOptions) -> Engine:
-    return Engine(opts)
+    engine = Engine(opts)
+    # Streamlit runs a full gc.collect() after every script run, fragments included: with
+    # pandas, statsmodels and plotly loaded that walks ~200,000 long-lived objects, 100+ ms
+    # a time, five runs a second (measured: 70 % of the server's CPU). Moving what exists now
+    # (modules, the engine) out of the collector's sight leaves it only each run's garbage.
+    gc.freeze()
+    return engine
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class Controls:
     params: PairParams
     adf_mode: str  # "bar close" | "on demand"
     cooldown_s: float
+    chart_every_s: float | None = 10.0  # None: redraw at bar close
 
 
 def main(opts: EngineOptions) -> None:
@@ -76,12 +91,16 @@ def main(opts: EngineOptions) -> None:
         )
     # One fixed container per section: a fragment redrawn on its own keeps its place even when
     # a section above it grows or shrinks (else Streamlit can leave a stale copy behind).
-    strip, notice, upload_box, analysis_box, export_box = (st.container() for _ in range(5))
+    strip, notice, upload_box, analysis_box, charts_box, export_box = (
+        st.container() for _ in range(6)
+    )
     with strip:
         # The user's refresh (or pause) sets how often the live parts redraw: a page left open
         # all day costs what its refresh asks for.
         every = refresh_s()
         st.fragment(live_strip, run_every=every)(engine)
+        health_every = None if every is None else max(every, ANALYSIS_REFRESH_S)
+        st.fragment(health_line, run_every=health_every)(engine)
     with notice:
         offline_notice(health)
     with upload_box:
@@ -106,6 +125,8 @@ def main(opts: EngineOptions) -> None:
     with analysis_box:
         slow_every = None if every is None else max(every, ANALYSIS_REFRESH_S)
         st.fragment(analysis, run_every=slow_every)(engine, data, controls)
+    with charts_box:
+        st.fragment(chart_panel, run_every=chart_run_every(every, controls))(engine, data, controls)
     with export_box:
         export_panel(engine, data, controls)
 
@@ -115,7 +136,7 @@ def main(opts: EngineOptions) -> None:
 
 def live_strip(engine: Engine) -> None:
     h = engine.health()
-    snap, health, symbols = h.store, h.feed, h.symbols
+    snap, symbols = h.store, h.symbols
     shown = symbols[:STRIP_SYMBOLS]
     cols = st.columns(1 + len(shown))
     more = len(symbols) - len(shown)
@@ -137,6 +158,13 @@ def live_strip(engine: Engine) -> None:
             col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
     if more:
         st.caption(f"Prices of {len(shown)} of {len(symbols)} symbols shown; ticks of all.")
+
+
+def health_line(engine: Engine) -> None:
+    """The feed's health, once a second: a long line of text redrawn 4 times a second costs
+    the browser as much as the prices above it."""
+    h = engine.health()
+    snap, health = h.store, h.feed
     age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
     latency = (
         "latency —"
@@ -206,6 +234,14 @@ def sidebar(data) -> Controls | None:
         help="how often the tick strip redraws (figures: at most once a second); 'paused' "
         "stops redrawing: a page left open then costs almost nothing",
     )
+    chart_choice = sb.selectbox(
+        "Charts redraw",
+        CHART_CHOICES,
+        index=CHART_CHOICES.index(CHART_DEFAULT),
+        key="chart_refresh",
+        help="charts redraw when their data changed, at most this often (or when a bar "
+        "closes); the tick strip and the figures keep their own refresh",
+    )
     symbols = list(data.symbols)
     timeframe = sb.radio("Timeframe", data.timeframes, horizontal=True, key="timeframe")
     if len(symbols) < 2:
@@ -254,7 +290,8 @@ def sidebar(data) -> Controls | None:
         cost_bps=float(cost),
         hindsight=spread_mode == HINDSIGHT,
     )
-    return Controls(timeframe, y, x, int(shown), params, adf_mode, float(cooldown))
+    chart_every = None if chart_choice == "bar close" else float(chart_choice.removesuffix(" s"))
+    return Controls(timeframe, y, x, int(shown), params, adf_mode, float(cooldown), chart_every)
 
 
 def rules_editor(sb, symbols: list[str]) -> None:
@@ -322,29 +359,69 @@ def common_bars(yb: Bars, xb: Bars) -> int:
     return len(np.intersect1d(yb.open_time, xb.open_time)) if len(yb) and len(xb) else 0
 
 
-def analysis(engine: Engine, data, controls: Controls) -> None:
+@dataclass(frozen=True)
+class PairView:
+    """What the figures and the charts of one refresh are drawn from."""
+
+    yb: Bars
+    xb: Bars
+    aligned_bars: int
+    live: object | None  # pairs.LiveStats; None while warming up
+    slow: object | None  # pairs.SlowStats; None until computed (or on demand)
+
+
+def pair_view(engine: Engine, data, controls: Controls) -> PairView:
     p = controls.params
     yb, xb = pair_bars(data, controls)
     have = common_bars(yb, xb)
-    coverage_caption(data.coverage(controls.timeframe))
-    waiting = {name: n for name, n in needs(p).items() if have < n}
-    if waiting:
-        st.info(
-            f"Warming up on {controls.timeframe} bars: {have} aligned bars of {controls.y} and "
-            f"{controls.x} so far. Still waiting: "
-            + "; ".join(f"{name} needs {n} ({n - have} more)" for name, n in waiting.items())
-            + ". Smaller windows or another timeframe start sooner."
-        )
-        if have < min(needs(p).values()):
-            price_charts(yb, xb, controls)
-            return
+    if have < min(needs(p).values()):
+        return PairView(yb, xb, have, None, None)
     live = live_stats(yb, xb, p)
-    slow = cached_slow(engine, data, yb, xb, live, controls)
+    slow = cached_slow(engine, data, yb, xb, live, controls)  # shared by both fragments
     if p.path_is_slow and slow is not None:
         live = live_stats(yb, xb, p, slow)
-    figures(live, slow, p, controls.timeframe)
-    fire_alerts(live, yb, xb, controls)
-    analysis_tabs(data, controls, yb, xb, live, slow)
+    return PairView(yb, xb, have, live, slow)
+
+
+def analysis(engine: Engine, data, controls: Controls) -> None:
+    """The figures and alerts, every second: cheap to send, unlike a chart."""
+    view = pair_view(engine, data, controls)
+    coverage_caption(data.coverage(controls.timeframe))
+    waiting = {name: n for name, n in needs(controls.params).items() if view.aligned_bars < n}
+    if waiting:
+        st.info(
+            f"Warming up on {controls.timeframe} bars: {view.aligned_bars} aligned bars of "
+            f"{controls.y} and {controls.x} so far. Still waiting: "
+            + "; ".join(
+                f"{name} needs {n} ({n - view.aligned_bars} more)" for name, n in waiting.items()
+            )
+            + ". Smaller windows or another timeframe start sooner."
+        )
+    if view.live is None:
+        return
+    figures(view.live, view.slow, controls.params, controls.timeframe)
+    fire_alerts(view.live, view.yb, view.xb, controls)
+
+
+def chart_run_every(refresh: float | None, controls: Controls) -> float | None:
+    """How often the charts' fragment runs: the chosen interval, or (at bar close) a twelfth
+    of a bar, so a closed bar is drawn soon after it closes; never faster than the refresh."""
+    if refresh is None:
+        return None
+    every = controls.chart_every_s
+    if every is None:
+        every = max(ANALYSIS_REFRESH_S, TIMEFRAMES_MS[controls.timeframe] / 12_000)
+    return max(refresh, every)
+
+
+def chart_panel(engine: Engine, data, controls: Controls) -> None:
+    """The charts, in a fragment of their own: between its runs nothing is sent, so the
+    browser redraws a chart only at the chosen interval (or bar close)."""
+    view = pair_view(engine, data, controls)
+    if view.live is None:
+        price_charts(view.yb, view.xb, controls)
+        return
+    analysis_tabs(data, controls, view.yb, view.xb, view.live, view.slow)
 
 
 def coverage_caption(cov) -> None:
@@ -370,26 +447,32 @@ def analysis_tabs(data, controls: Controls, yb, xb, live, slow) -> None:
     p = controls.params
     shown = slice(-controls.shown_bars, None)
     tabs = st.tabs(TABS, key="analysis_tab", on_change="rerun")
+    every = controls.chart_every_s
+    st.caption(
+        "Charts redraw "
+        + ("when a bar closes" if every is None else f"every {every:g} s when their data change")
+        + " (sidebar: Charts redraw); the figures above every second."
+    )
+    version = chart_version(controls, yb, xb)
     with tabs[0]:
         if tabs[0].open:
             price_charts(yb, xb, controls)
     with tabs[1]:
         if tabs[1].open:
-            st.plotly_chart(charts.spread_chart(live, shown, p), key="spread", config=charts.CONFIG)
-            st.plotly_chart(
-                charts.zscore_chart(live, shown, p, slow), key="z", config=charts.CONFIG
-            )
+            show_chart("spread", controls, version, lambda: charts.spread_chart(live, shown, p))
+            show_chart(
+                "z", controls, (version, slow is None),
+                lambda: charts.zscore_chart(live, shown, p, slow),
+            )  # fmt: skip
     with tabs[2]:
         if tabs[2].open:
-            st.plotly_chart(charts.corr_chart(live, shown, p), key="corr", config=charts.CONFIG)
+            show_chart("corr", controls, version, lambda: charts.corr_chart(live, shown, p))
     with tabs[3]:
         if tabs[3].open:
-            st.plotly_chart(charts.hedge_chart(live, shown, p), key="hedge", config=charts.CONFIG)
+            show_chart("hedge", controls, version, lambda: charts.hedge_chart(live, shown, p))
     with tabs[4]:
         if tabs[4].open and slow is not None:
-            st.plotly_chart(
-                charts.equity_chart(live, slow, shown), key="equity", config=charts.CONFIG
-            )
+            show_chart("equity", controls, version, lambda: charts.equity_chart(live, slow, shown))
             trades_table(slow)
     with tabs[5]:
         if tabs[5].open:
@@ -472,6 +555,37 @@ def cached_slow(engine: Engine, data, yb, xb, live, controls: Controls, force: b
         first, last_closed, request if on_demand else None,
     )  # fmt: skip
     return engine.cached(key, lambda: slow_stats(yb, xb, p, live))
+
+
+def chart_version(controls: Controls, *bars: Bars) -> tuple:
+    """What a chart of these bars shows that can change: the live bar's values, or (redrawing
+    at bar close) only which bar is the latest."""
+    out = []
+    for b in bars:
+        if not len(b):
+            out.append(None)
+        elif controls.chart_every_s is None:
+            out.append(int(b.open_time[-1]))  # a new bar opened: the one before it closed
+        else:
+            last = len(b) - 1
+            out.append(
+                (int(b.open_time[0]), int(b.open_time[last]), float(b.close[last]),
+                 float(b.high[last]), float(b.low[last]), float(b.volume[last]))
+            )  # fmt: skip
+    return tuple(out)
+
+
+def show_chart(key: str, controls: Controls, version: tuple, build) -> None:
+    """Draw a chart, or re-send the figure drawn before when nothing it shows changed (the
+    browser skips a figure it already has). A changed control redraws at once."""
+    memo = st.session_state.setdefault("chart_memo", {})
+    old = memo.get(key)
+    now = time.time()
+    if old is None or old[0] != controls or old[1] != version:
+        figure = build()
+        figure.layout.title.text += f" · drawn {time.strftime('%H:%M:%S', time.gmtime(now))} UTC"
+        memo[key] = old = (controls, version, figure, now)
+    st.plotly_chart(old[2], key=key, config=charts.CONFIG)
 
 
 def figures(live, slow, p: PairParams, timeframe: str) -> None:
@@ -578,12 +692,19 @@ def _fmt(value, digits: int) -> str:
 
 
 def price_charts(yb: Bars, xb: Bars, controls: Controls) -> None:
+    drawn = min(controls.shown_bars, MAX_CANDLES)
+    if controls.shown_bars > drawn:
+        st.caption(
+            f"Candles: the last {drawn:,} of the {controls.shown_bars:,} bars shown (more "
+            "cannot be told apart on a screen); the other charts show all of them."
+        )
     for bars in (yb, xb):
         if len(bars):
-            st.plotly_chart(
-                charts.candles(_tail(bars, controls.shown_bars)),
-                key=f"candles_{bars.symbol}",
-                config=charts.CONFIG,
+            show_chart(
+                f"candles_{bars.symbol}",
+                controls,
+                chart_version(controls, bars),
+                lambda bars=bars: charts.candles(_tail(bars, drawn)),
             )
 
 
@@ -598,8 +719,15 @@ def heatmap(data, controls: Controls) -> None:
         b = data.bars(s, controls.timeframe, last=window + 1)
         series[s] = pd.Series(an.log_returns(b.close), index=b.open_time)
     frame = pd.DataFrame(series)
-    matrix = an.correlation_matrix({s: frame[s].to_numpy() for s in frame}, window)
-    st.plotly_chart(charts.heatmap(matrix), key="heatmap", config=charts.CONFIG)
+
+    def build():
+        matrix = an.correlation_matrix({s: frame[s].to_numpy() for s in frame}, window)
+        return charts.heatmap(
+            matrix, f"Correlation of log returns, last {window} {controls.timeframe} bars"
+        )
+
+    version = tuple(frame.index[-1:]) + tuple(frame.iloc[-1].fillna(0)) if len(frame) else ()
+    show_chart("heatmap", controls, version, build)
 
 
 # --- alerts ------------------------------------------------------------------------------------
