@@ -42,7 +42,6 @@ CHART_DEFAULT = "10 s"
 MAX_CANDLES = 1_000  # ~1.5 px a candle on a wide screen: more cannot be told apart
 STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol
 CLOCK_OFFSET_SHOWN_MS = 1_000
-EXPORT_REFRESH_S = 5.0  # each rebuild replaces the files; a click needs one to last
 
 
 @st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
@@ -786,20 +785,15 @@ def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
 # --- export ------------------------------------------------------------------------------------
 
 
-@st.fragment(run_every=EXPORT_REFRESH_S)
 def export_panel(engine: Engine, data, controls: Controls | None) -> None:
-    # The files are built here, every few seconds, not at the click: Streamlit deletes a file
-    # made at the click (a callable ``data``) after two script runs end, and this page ends
-    # several a second, so a busy browser can fetch it too late (a 404; seen in Chromium). Only
-    # changed rows are re-formatted (backend.csv_export). Each rebuild redraws the buttons, and
-    # a click in that instant is lost: hence every 5 s.
+    """Downloads built at the click (a callable ``data``: Streamlit runs it when the button is
+    clicked), so a file holds exactly the bars there are then; nothing is rebuilt meanwhile."""
     st.subheader("Export")
     left, middle, right = st.columns(3)
     tf = controls.timeframe if controls is not None else st.session_state.get("timeframe", "1s")
-    built_at = time.time()
     left.download_button(
         f"Download CSV ({tf} bars, all symbols)",
-        data.csv(tf),
+        lambda: data.csv(tf),
         file_name=f"bars_{tf}.csv",
         mime="text/csv",
         key="download_bars",
@@ -808,7 +802,7 @@ def export_panel(engine: Engine, data, controls: Controls | None) -> None:
     if controls is not None:
         middle.download_button(
             f"Download analytics CSV ({controls.y}/{controls.x}, {tf})",
-            analytics_csv(engine, data, controls),
+            lambda: analytics_csv(engine, data, controls),
             file_name=f"analytics_{controls.y}_{controls.x}_{tf}.csv",
             mime="text/csv",
             key="download_analytics",
@@ -821,9 +815,9 @@ def export_panel(engine: Engine, data, controls: Controls | None) -> None:
     if last is not None:
         (right.success if last[0] else right.error)(last[1])
     st.caption(
-        f"CSV files as of {time.strftime('%H:%M:%S', time.gmtime(built_at))} UTC, rebuilt every "
-        f"{EXPORT_REFRESH_S:g} s; Save to SQLite writes every bar of all three timeframes (and "
-        "the resume points) in one transaction."
+        "CSV files are built when you click: they hold every bar there is at that moment. "
+        "Save to SQLite writes every bar of all three timeframes (and the resume points) in one "
+        "transaction."
     )
 
 

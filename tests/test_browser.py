@@ -177,12 +177,7 @@ def ticks_value(page) -> int:
 
 
 def download(page, button: str) -> str:
-    """Click a download button just after the export panel rebuilt its files (its caption's
-    time moves on): the panel redraws the buttons every few seconds, and a click in that very
-    instant is lost, in any browser. Returns the downloaded file's path."""
-    caption = page.get_by_text("CSV files as of").first
-    before = caption.inner_text()
-    wait_until(lambda: caption.inner_text() != before, 20, "the export files to be rebuilt")
+    """Click a download button (its file is built at the click); the downloaded file's path."""
     with page.expect_download(timeout=20_000) as info:
         page.get_by_role("button", name=button).click()
     return info.value.path()
@@ -205,6 +200,27 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
         page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(timeout=30_000)
         # Ticks rise in the open page, without a reload.
         first = wait_until(lambda: ticks_value(page) or None, 20, "the first ticks")
+        first_seen = time.monotonic()
+
+        # Right after the first tick, the 1s CSV (built at the click) holds every bar there is.
+        shown_before_click = ticks_value(page)
+        assert time.monotonic() - first_seen < 3
+        path = download(page, "Download CSV (1s bars")
+        early = pd.read_csv(path)
+        held_at_most = 0
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            mine = early[early["symbol"] == symbol].reset_index(drop=True)
+            ref = reference_bars(dec_trades[symbol], 1_000)
+            assert len(mine) >= 1, f"no {symbol} bar in a CSV taken after the first tick"
+            # Every bar from the first, none skipped; every closed bar exact.
+            np.testing.assert_array_equal(mine["open_time"], ref["open_time"][: len(mine)])
+            closed, ref_closed = mine.iloc[:-1], ref.iloc[: len(mine) - 1]
+            np.testing.assert_array_equal(closed["close"], ref_closed["close"])
+            np.testing.assert_array_equal(closed["trades"], ref_closed["trades"])
+            last_end = int(mine["open_time"].iloc[-1]) + 1_000
+            held_at_most += int((dec_trades[symbol].trade_time_ms < last_end).sum())
+        # Not a stale snapshot: the file reaches at least as far as the ticks the page showed.
+        assert held_at_most >= shown_before_click
         later = wait_until(lambda: (v := ticks_value(page)) > first and v, 20, "ticks to rise")
         assert later > first
 
