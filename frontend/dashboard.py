@@ -26,6 +26,7 @@ from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
 from frontend import charts
+from frontend.downloads import keep_click_built_files
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
 WALK_FORWARD = "Walk-forward (no look-ahead)"
@@ -67,17 +68,47 @@ class Controls:
     chart_every_s: float | None = 10.0  # None: redraw at bar close
 
 
+# Sidebar settings that mean the same on every page: re-stated at the top of each run so a
+# page switch keeps them (Streamlit drops a widget's value once a run does not draw it).
+SHARED_KEYS = ("refresh", "chart_refresh", "method", "spread_mode", "series", "corr_on",
+               "lookback", "z_window", "corr_window", "shown", "z_threshold", "cost",
+               "adf_mode", "cooldown")  # fmt: skip
+PAGES_DIR = "frontend/pages"  # relative to app.py, the main script
+
+
 def main(opts: EngineOptions) -> None:
+    """The entry: shared state, then the page the browser asked for (``st.navigation``)."""
     st.set_page_config(page_title="Pair analytics · Binance USD-M", layout="wide")
+    keep_click_built_files()
+    st.session_state["engine_options"] = opts
     st.session_state.setdefault("source", opts.source)
     st.session_state.setdefault("alerts", [])
     st.session_state.setdefault("rules", [])
-    st.title("Pair analytics · Binance USD-M futures")
+    for key in SHARED_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    pages = [
+        st.Page(f"{PAGES_DIR}/live.py", title="Live pair", icon="📈", default=True),
+        st.Page(f"{PAGES_DIR}/offline.py", title="Offline analysis", icon="📂"),
+    ]
+    st.navigation(pages).run()
+
+
+def session_engine() -> Engine:
+    """The process's engine for this session's source; a message and a stop if it cannot
+    start."""
+    opts = st.session_state["engine_options"]
     try:
-        engine = get_engine(opts.with_source(st.session_state["source"]))
+        return get_engine(opts.with_source(st.session_state["source"]))
     except (ConfigError, StorageError, ValueError) as exc:  # ValueError: a bad replay file
         st.error(f"Cannot start: {exc}")
         st.stop()
+
+
+def live_page() -> None:
+    """The live pair: tick strip, figures, charts and export of the streamed symbols."""
+    st.title("Pair analytics · Binance USD-M futures")
+    engine = session_engine()
     health = engine.health()
     if health.unknown_symbols:
         where = (
@@ -90,9 +121,7 @@ def main(opts: EngineOptions) -> None:
         )
     # One fixed container per section: a fragment redrawn on its own keeps its place even when
     # a section above it grows or shrinks (else Streamlit can leave a stale copy behind).
-    strip, notice, upload_box, analysis_box, charts_box, export_box = (
-        st.container() for _ in range(6)
-    )
+    strip, notice, analysis_box, charts_box, export_box = (st.container() for _ in range(5))
     with strip:
         # The user's refresh (or pause) sets how often the live parts redraw: a page left open
         # all day costs what its refresh asks for.
@@ -102,13 +131,29 @@ def main(opts: EngineOptions) -> None:
         st.fragment(health_line, run_every=health_every)(engine)
     with notice:
         offline_notice(health)
-    with upload_box:
-        uploads = upload_panel()
-    data = engine
-    if uploads is not None:
-        choice = st.sidebar.radio("Data", ["Live feed", "Uploaded file"], index=1)
-        data = uploads if choice == "Uploaded file" else engine
-    controls = sidebar(data)
+    pair_sections(engine, engine, every, analysis_box, charts_box, export_box)
+
+
+def offline_page() -> None:
+    """Offline analysis of uploaded files: the same figures and charts, drawn once."""
+    st.title("Offline analysis")
+    engine = session_engine()  # its cache serves the slow statistics of uploads too
+    uploads = upload_panel()
+    if uploads is None:
+        st.info(
+            "Upload bars (this app's CSV export or any CSV with time and OHLC columns) or "
+            "data.binance.vision aggTrades files: the pair figures and charts of the live page, "
+            "on your files. The live feed keeps running on the Live pair page."
+        )
+        return
+    boxes = (st.container() for _ in range(3))
+    pair_sections(engine, uploads, None, *boxes)
+
+
+def pair_sections(engine: Engine, data, every, analysis_box, charts_box, export_box) -> None:
+    """Sidebar, figures, charts and export of ``data`` (live or uploaded: the same interface),
+    the live parts refreshed every ``every`` seconds (None: drawn once)."""
+    controls = sidebar(data, live=data is engine)
     if controls is None:  # a bad control: said in the sidebar; the rest of the page stays
         with analysis_box:
             tf = st.session_state.get("timeframe") or data.timeframes[0]
@@ -223,24 +268,27 @@ def refresh_s() -> float | None:
     return None if choice == "paused" else float(choice.removesuffix(" s"))
 
 
-def sidebar(data) -> Controls | None:
+def sidebar(data, live: bool = True) -> Controls | None:
+    """The controls; the refresh ones only where data moves (the live page)."""
     sb = st.sidebar
     sb.header("Controls")
-    sb.select_slider(
-        "Refresh",
-        REFRESH_CHOICES,
-        key="refresh",
-        help="how often the tick strip redraws (figures: at most once a second); 'paused' "
-        "stops redrawing: a page left open then costs almost nothing",
-    )
-    chart_choice = sb.selectbox(
-        "Charts redraw",
-        CHART_CHOICES,
-        index=CHART_CHOICES.index(CHART_DEFAULT),
-        key="chart_refresh",
-        help="charts redraw when their data changed, at most this often (or when a bar "
-        "closes); the tick strip and the figures keep their own refresh",
-    )
+    chart_choice = st.session_state.get("chart_refresh", CHART_DEFAULT)
+    if live:
+        sb.select_slider(
+            "Refresh",
+            REFRESH_CHOICES,
+            key="refresh",
+            help="how often the tick strip redraws (figures: at most once a second); 'paused' "
+            "stops redrawing: a page left open then costs almost nothing",
+        )
+        chart_choice = sb.selectbox(
+            "Charts redraw",
+            CHART_CHOICES,
+            index=CHART_CHOICES.index(CHART_DEFAULT),
+            key="chart_refresh",
+            help="charts redraw when their data changed, at most this often (or when a bar "
+            "closes); the tick strip and the figures keep their own refresh",
+        )
     symbols = list(data.symbols)
     timeframe = sb.radio("Timeframe", data.timeframes, horizontal=True, key="timeframe")
     if len(symbols) < 2:
@@ -316,7 +364,7 @@ def rules_editor(sb, symbols: list[str]) -> None:
 
 
 def upload_panel() -> UploadedData | None:
-    with st.expander("Offline analysis: upload bars or aggTrades CSV"):
+    with st.container():
         files = st.file_uploader(
             "OHLC bars (this app's CSV export or any CSV with open_time/time, open, high, low, "
             "close) or data.binance.vision aggTrades files (spot or USD-M); 25 MB each",
@@ -808,12 +856,13 @@ def export_panel(engine: Engine, data, controls: Controls | None) -> None:
             key="download_analytics",
             on_click="ignore",
         )
-    db_path = engine.health().db_path
-    if right.button(f"Save to SQLite ({db_path})", key="save_sqlite"):
-        save_with_progress(engine, right, db_path)
-    last = st.session_state.get("last_save")
-    if last is not None:
-        (right.success if last[0] else right.error)(last[1])
+    if data is engine:  # uploads are the user's own files: nothing to save
+        db_path = engine.health().db_path
+        if right.button(f"Save to SQLite ({db_path})", key="save_sqlite"):
+            save_with_progress(engine, right, db_path)
+        last = st.session_state.get("last_save")
+        if last is not None:
+            (right.success if last[0] else right.error)(last[1])
     st.caption(
         "CSV files are built when you click: they hold every bar there is at that moment. "
         "Save to SQLite writes every bar of all three timeframes (and the resume points) in one "

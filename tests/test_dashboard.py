@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import ROOT, reference_bars
 
 APP = str(ROOT / "app.py")
+OFFLINE = "frontend/pages/offline.py"
 
 
 @pytest.fixture
@@ -109,6 +110,7 @@ def test_kalman_method_shows_its_beta(app_env):
 def test_bad_uploads_are_refused_with_a_clear_message(app_env, name, data, message):
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
+    at.switch_page(OFFLINE).run()
     at.file_uploader(key="uploads").set_value([(name, data, "text/csv")]).run()
     errors = " ".join(e.value for e in at.error)
     assert message in errors and not at.exception
@@ -131,10 +133,10 @@ def crafted_pair_csv(n=400, jump=True) -> bytes:
 def test_uploaded_pair_is_analysed_and_alerts_fire_once(app_env):
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
+    at.switch_page(OFFLINE).run()
     at.file_uploader(key="uploads").set_value([("pair.csv", crafted_pair_csv(), "text/csv")]).run()
     assert any("Loaded" in s.value for s in at.success), [e.value for e in at.error]
-    # Uploaded data is selected at once, Y/X defaulting to the two symbols (sorted: X, Y).
-    assert at.radio[0].value == "Uploaded file"
+    # On the offline page, Y/X default to the two uploaded symbols (sorted: X, Y).
     assert (at.selectbox(key="y_symbol").value, at.selectbox(key="x_symbol").value) == (
         "YYYUSDT",
         "XXXUSDT",
@@ -153,9 +155,28 @@ def test_uploaded_pair_is_analysed_and_alerts_fire_once(app_env):
     assert metric(at, "Hedge ratio β") == f"{beta:,.4f}"
 
 
+def test_pages_share_pair_settings_and_the_offline_page_has_no_feed(app_env):
+    """A lookback set on the live page holds on the offline page (st.navigation), which shows
+    no tick strip and offers no save; its beta uses that lookback."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.number_input(key="lookback").set_value(200).run()
+    at.switch_page(OFFLINE).run()
+    assert not at.exception and metric(at, "Ticks") is None
+    at.file_uploader(key="uploads").set_value([("pair.csv", crafted_pair_csv(), "text/csv")]).run()
+    assert at.number_input(key="lookback").value == 200
+    assert not [b for b in at.button if b.label.startswith("Save to SQLite")]
+    frame = pd.read_csv(pd.io.common.BytesIO(crafted_pair_csv()))
+    ly = np.log(frame[frame.symbol == "YYYUSDT"]["close"].to_numpy()[-201:-1])
+    lx = np.log(frame[frame.symbol == "XXXUSDT"]["close"].to_numpy()[-201:-1])
+    (_, beta), *_ = np.linalg.lstsq(np.column_stack([np.ones(200), lx]), ly, rcond=None)
+    assert metric(at, "Hedge ratio β") == f"{beta:,.4f}"
+
+
 def test_price_rule_fires_on_crossing(app_env):
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
+    at.switch_page(OFFLINE).run()
     data = crafted_pair_csv()
     at.file_uploader(key="uploads").set_value([("pair.csv", data, "text/csv")]).run()
     frame = pd.read_csv(pd.io.common.BytesIO(data))
