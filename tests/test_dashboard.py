@@ -73,15 +73,38 @@ def test_warm_up_then_figures_match_an_independent_fit(app_env, dec_trades):
     assert "z-score needs 360 (352 more)" in info and "correlation needs 61 (53 more)" in info
 
 
-def test_bad_controls_say_what_is_wrong(app_env):
+def test_bad_controls_say_what_is_wrong(app_env, dec_trades):
     at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
+    expected_ticks = sum(len(b) for b in dec_trades.values())
+    run_until(at, lambda a: metric(a, "Ticks") == f"{expected_ticks:,}")
     at.selectbox(key="x_symbol").set_value("ETHUSDT").run()
     assert any("two different symbols" in e.value for e in at.error)
     at.selectbox(key="x_symbol").set_value("BTCUSDT").run()
     at.number_input(key="z_threshold").set_value(0.0).run()
     assert any("greater than 0" in e.value for e in at.error)
     assert not at.exception
+    _rest_of_the_page_stays(at, candles=2)
+
+
+def _rest_of_the_page_stays(at, candles: int) -> None:
+    """A bad control is said in place; the candles and Export are still there."""
+    assert len(at.get("plotly_chart")) == candles
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any(label.startswith("Download CSV") for label in labels), labels
+
+
+def test_a_one_symbol_upload_says_so_and_keeps_its_candles(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(OFFLINE).run()
+    rows = ["agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"]
+    t0 = 1_765_000_000_000
+    rows += [f"{i},{100 + i % 7},1,{i},{i},{t0 + i * 500},false" for i in range(1, 200)]
+    body = ("\n".join(rows) + "\n").encode()
+    at.file_uploader(key="uploads").set_value([("BTCUSDT-aggTrades.csv", body, "text/csv")]).run()
+    assert not at.exception
+    assert any("needs two symbols" in e.value for e in at.error), [e.value for e in at.error]
+    _rest_of_the_page_stays(at, candles=1)
 
 
 def test_kalman_method_shows_its_beta(app_env):
