@@ -364,27 +364,24 @@ def rules_editor(sb, symbols: list[str]) -> None:
 
 
 def upload_panel() -> UploadedData | None:
-    with st.container():
-        files = st.file_uploader(
-            "OHLC bars (this app's CSV export or any CSV with open_time/time, open, high, low, "
-            "close) or data.binance.vision aggTrades files (spot or USD-M); 25 MB each",
-            type=["csv"],
-            accept_multiple_files=True,
-            key="uploads",
-        )
-        out = {}
-        for f in files or []:
-            try:
-                for item in parse_upload(f.name, f.getvalue()):
-                    out[item.symbol] = item
-            except UploadError as exc:
-                st.error(str(exc))
-        if not out:
-            return None
-        st.success(
-            "Loaded " + ", ".join(f"{s} ({'/'.join(u.timeframes())})" for s, u in out.items())
-        )
-        return UploadedData(out, key=tuple((f.name, f.size) for f in files))
+    files = st.file_uploader(
+        "OHLC bars (this app's CSV export or any CSV with open_time/time, open, high, low, "
+        "close) or data.binance.vision aggTrades files (spot or USD-M); 25 MB each",
+        type=["csv"],
+        accept_multiple_files=True,
+        key="uploads",
+    )
+    out = {}
+    for f in files or []:
+        try:
+            for item in parse_upload(f.name, f.getvalue()):
+                out[item.symbol] = item
+        except UploadError as exc:
+            st.error(str(exc))
+    if not out:
+        return None
+    st.success("Loaded " + ", ".join(f"{s} ({'/'.join(u.timeframes())})" for s, u in out.items()))
+    return UploadedData(out, key=tuple((f.name, f.size) for f in files))
 
 
 # --- analysis ----------------------------------------------------------------------------------
