@@ -54,16 +54,30 @@ def cpu_seconds(pid: int) -> float:
 
 
 def renderers() -> list[int]:
-    pids = []
+    """Chromium renderer processes started by this process (through Playwright's driver), not
+    those of any other browser on the machine."""
+    parent, renderer = {}, set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"chrom" in cmd and b"--type=renderer" in cmd:
-                pids.append(int(entry.name))
-    return pids
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(stat[1])
+        if b"chrom" in cmd and b"--type=renderer" in cmd:
+            renderer.add(int(entry.name))
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == me:
+                return True
+        return False
+
+    return sorted(pid for pid in renderer if ours(pid))
 
 
 def free_port() -> int:
@@ -96,7 +110,6 @@ def measure(script: str, options: list[str], viewers: int, seconds: float) -> di
     from playwright.sync_api import sync_playwright
 
     proc, url = serve(script, *options)
-    others = set(renderers())  # another Chromium on the machine is not this page's cost
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
@@ -116,7 +129,7 @@ def measure(script: str, options: list[str], viewers: int, seconds: float) -> di
                 page.get_by_test_id("stMetricValue").first.wait_for(timeout=60_000)
             time.sleep(15)  # history in, first charts drawn
             server0 = cpu_seconds(proc.pid)
-            render0 = {pid: cpu_seconds(pid) for pid in renderers() if pid not in others}
+            render0 = {pid: cpu_seconds(pid) for pid in renderers()}
             t0 = time.monotonic()
             last = [None] * viewers
             changed_at = [[] for _ in range(viewers)]
@@ -129,9 +142,7 @@ def measure(script: str, options: list[str], viewers: int, seconds: float) -> di
                 time.sleep(0.1)
             elapsed = time.monotonic() - t0
             server = cpu_seconds(proc.pid) - server0
-            render = sum(
-                cpu_seconds(pid) - render0.get(pid, 0.0) for pid in renderers() if pid not in others
-            )
+            render = sum(cpu_seconds(pid) - render0.get(pid, 0.0) for pid in renderers())
             browser.close()
     finally:
         proc.terminate()
