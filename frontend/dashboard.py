@@ -430,7 +430,6 @@ def pair_view(engine: Engine, data, controls: Controls) -> PairView:
 def analysis(engine: Engine, data, controls: Controls) -> None:
     """The figures and alerts, every second: cheap to send, unlike a chart."""
     view = pair_view(engine, data, controls)
-    coverage_caption(data.coverage(controls.timeframe))
     waiting = {name: n for name, n in needs(controls.params).items() if view.aligned_bars < n}
     if waiting:
         st.info(
@@ -462,6 +461,7 @@ def chart_panel(engine: Engine, data, controls: Controls) -> None:
     """The charts, in a fragment of their own: between its runs nothing is sent, so the
     browser redraws a chart only at the chosen interval (or bar close)."""
     view = pair_view(engine, data, controls)
+    coverage_caption(data.coverage(controls.timeframe))  # changes slowly: with the charts
     if view.live is None:
         price_charts(view.yb, view.xb, controls)
         return
