@@ -486,11 +486,12 @@ TABS = ("Prices", "Spread & z-score", "Correlation", "Hedge ratio β", "Backtest
 
 
 def analysis_tabs(data, controls: Controls, yb, xb, live, slow) -> None:
-    """Only the open tab is computed and sent each refresh (lazy tabs): the browser re-draws
-    one set of charts a second, not seven."""
+    """One view at a time, chosen with a radio: only it is computed and sent. Not ``st.tabs``:
+    a fragment redrawing charts inside tabs cost Chromium twice as much per redraw here
+    (bench/bench_page.py: renderer 51 % of a core with tabs, 32 % without)."""
     p = controls.params
     shown = slice(-controls.shown_bars, None)
-    tabs = st.tabs(TABS, key="analysis_tab", on_change="rerun")
+    view = st.radio("View", TABS, horizontal=True, key="analysis_tab", label_visibility="collapsed")
     every = controls.chart_every_s
     st.caption(
         "Charts redraw "
@@ -498,41 +499,34 @@ def analysis_tabs(data, controls: Controls, yb, xb, live, slow) -> None:
         + " (sidebar: Charts redraw); the figures above every second."
     )
     version = chart_version(controls, yb, xb)
-    with tabs[0]:
-        if tabs[0].open:
-            price_charts(yb, xb, controls)
-    with tabs[1]:
-        if tabs[1].open:
-            show_chart("spread", controls, version, lambda: charts.spread_chart(live, shown, p))
-            show_chart(
-                "z", controls, (version, slow is None),
-                lambda: charts.zscore_chart(live, shown, p, slow),
-            )  # fmt: skip
-    with tabs[2]:
-        if tabs[2].open:
-            show_chart("corr", controls, version, lambda: charts.corr_chart(live, shown, p))
-    with tabs[3]:
-        if tabs[3].open:
-            show_chart("hedge", controls, version, lambda: charts.hedge_chart(live, shown, p))
-    with tabs[4]:
-        if tabs[4].open and slow is not None:
+    if view == "Prices":
+        price_charts(yb, xb, controls)
+    elif view == "Spread & z-score":
+        show_chart("spread", controls, version, lambda: charts.spread_chart(live, shown, p))
+        show_chart(
+            "z", controls, (version, slow is None),
+            lambda: charts.zscore_chart(live, shown, p, slow),
+        )  # fmt: skip
+    elif view == "Correlation":
+        show_chart("corr", controls, version, lambda: charts.corr_chart(live, shown, p))
+    elif view == "Hedge ratio β":
+        show_chart("hedge", controls, version, lambda: charts.hedge_chart(live, shown, p))
+    elif view == "Backtest":
+        if slow is None:
+            st.caption("The backtest runs with the ADF: press 'Run ADF now' (sidebar).")
+        else:
             show_chart("equity", controls, version, lambda: charts.equity_chart(live, slow, shown))
             trades_table(slow)
-    with tabs[5]:
-        if tabs[5].open:
-            heatmap(data, controls)
-    with tabs[6]:
-        if tabs[6].open:
-            table = stats_frame(controls, yb, xb, live)
-            st.dataframe(table.tail(200).iloc[::-1], hide_index=True)
-            st.caption("The whole table: **Download analytics CSV** under Export.")
-    with tabs[7]:
-        if tabs[7].open:
-            history = st.session_state["alerts"]
-            if history:
-                st.dataframe(pd.DataFrame(history[::-1]), hide_index=True)
-            else:
-                st.caption("No alert has fired yet.")
+    elif view == "Heatmap":
+        heatmap(data, controls)
+    elif view == "Table":
+        table = stats_frame(controls, yb, xb, live)
+        st.dataframe(table.tail(200).iloc[::-1], hide_index=True)
+        st.caption("The whole table: **Download analytics CSV** under Export.")
+    elif st.session_state["alerts"]:
+        st.dataframe(pd.DataFrame(st.session_state["alerts"][::-1]), hide_index=True)
+    else:
+        st.caption("No alert has fired yet.")
 
 
 def stats_frame(controls: Controls, yb: Bars, xb: Bars, live) -> pd.DataFrame:

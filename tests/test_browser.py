@@ -154,7 +154,7 @@ def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_
         assert time.monotonic() - clicked < 10
         # The candles are 1m (a chart being redrawn can leave a hidden copy: look at visible).
         wait_until(lambda: page.get_by_text("· 1m").filter(visible=True).count(), 10, "1m candles")
-        page.get_by_role("tab", name="Spread & z-score").click()
+        view_button(page, "Spread & z-score").click()
         page.get_by_text("backtest entry").first.wait_for(timeout=20_000)
 
         # Paused, the page stops redrawing (a tab left open costs nothing); resumed, it moves.
@@ -181,6 +181,11 @@ def download(page, button: str) -> str:
     with page.expect_download(timeout=20_000) as info:
         page.get_by_role("button", name=button).click()
     return info.value.path()
+
+
+def view_button(page, name: str):
+    """The analysis view's radio option with this label."""
+    return page.get_by_test_id("stMain").get_by_test_id("stRadio").get_by_text(name, exact=True)
 
 
 def wait_until(fn, timeout_s: float, what: str):
@@ -246,9 +251,9 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
         assert table["zscore"].notna().sum() >= 1
         np.testing.assert_allclose(table["zscore"], z, rtol=1e-6, atol=1e-9)
         # The Table tab is computed only when opened (lazy tabs), and then it shows.
-        page.get_by_role("tab", name="Table").click()
+        view_button(page, "Table").click()
         page.get_by_text("The whole table").wait_for(timeout=20_000)
-        page.get_by_role("tab", name="Prices").click()
+        view_button(page, "Prices").click()
 
         # Switch the timeframe to 1m: the candles are titled with it.
         page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
