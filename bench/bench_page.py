@@ -124,9 +124,9 @@ def measure(script: str, options: list[str], viewers: int, seconds: float) -> di
                 browser.new_context(viewport={"width": 1500, "height": 1200}).new_page()
                 for _ in range(viewers)
             ]
-            for page in pages:
-                page.goto(url)
-                page.get_by_test_id("stMetricValue").first.wait_for(timeout=60_000)
+            for page in pages:  # with five open, the machine's two cores are the limit
+                page.goto(url, timeout=180_000)
+                page.get_by_test_id("stMetricValue").first.wait_for(timeout=180_000)
             time.sleep(15)  # history in, first charts drawn
             server0 = cpu_seconds(proc.pid)
             render0 = {pid: cpu_seconds(pid) for pid in renderers()}
