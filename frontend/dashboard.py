@@ -65,7 +65,7 @@ class Controls:
     params: PairParams
     adf_mode: str  # "bar close" | "on demand"
     cooldown_s: float
-    chart_every_s: float | None = 10.0  # None: redraw at bar close
+    chart_every_s: float | None  # None: redraw at bar close
 
 
 # Sidebar settings that mean the same on every page: re-stated at the top of each run so a
@@ -264,8 +264,12 @@ def offline_notice(h) -> None:
 
 def refresh_s() -> float | None:
     """The chosen refresh in seconds (the widget's value from the last run), None if paused."""
-    choice = st.session_state.get("refresh", REFRESH_CHOICES[0])
-    return None if choice == "paused" else float(choice.removesuffix(" s"))
+    return _seconds(st.session_state.get("refresh", REFRESH_CHOICES[0]))
+
+
+def _seconds(choice: str) -> float | None:
+    """ "2 s" -> 2.0; a choice that is not a duration ("paused", "bar close") -> None."""
+    return float(choice.removesuffix(" s")) if choice.endswith(" s") else None
 
 
 def sidebar(data, live: bool = True) -> Controls | None:
@@ -337,8 +341,9 @@ def sidebar(data, live: bool = True) -> Controls | None:
         cost_bps=float(cost),
         hindsight=spread_mode == HINDSIGHT,
     )
-    chart_every = None if chart_choice == "bar close" else float(chart_choice.removesuffix(" s"))
-    return Controls(timeframe, y, x, int(shown), params, adf_mode, float(cooldown), chart_every)
+    return Controls(
+        timeframe, y, x, int(shown), params, adf_mode, float(cooldown), _seconds(chart_choice)
+    )
 
 
 def rules_editor(sb, symbols: list[str]) -> None:
@@ -465,7 +470,7 @@ def chart_panel(engine: Engine, data, controls: Controls) -> None:
     if view.live is None:
         price_charts(view.yb, view.xb, controls)
         return
-    analysis_tabs(data, controls, view.yb, view.xb, view.live, view.slow)
+    analysis_views(data, controls, view.yb, view.xb, view.live, view.slow)
 
 
 def coverage_caption(cov) -> None:
@@ -481,17 +486,19 @@ def _utc(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
 
 
-TABS = ("Prices", "Spread & z-score", "Correlation", "Hedge ratio β", "Backtest", "Heatmap",
+VIEWS = ("Prices", "Spread & z-score", "Correlation", "Hedge ratio β", "Backtest", "Heatmap",
         "Table", "Alerts")  # fmt: skip
 
 
-def analysis_tabs(data, controls: Controls, yb, xb, live, slow) -> None:
+def analysis_views(data, controls: Controls, yb, xb, live, slow) -> None:
     """One view at a time, chosen with a radio: only it is computed and sent. Not ``st.tabs``:
     a fragment redrawing charts inside tabs cost Chromium twice as much per redraw here
     (bench/bench_page.py: renderer 51 % of a core with tabs, 32 % without)."""
     p = controls.params
     shown = slice(-controls.shown_bars, None)
-    view = st.radio("View", TABS, horizontal=True, key="analysis_tab", label_visibility="collapsed")
+    view = st.radio(
+        "View", VIEWS, horizontal=True, key="analysis_tab", label_visibility="collapsed"
+    )
     every = controls.chart_every_s
     st.caption(
         "Charts redraw "
@@ -618,11 +625,10 @@ def show_chart(key: str, controls: Controls, version: tuple, build) -> None:
     browser skips a figure it already has). A changed control redraws at once."""
     memo = st.session_state.setdefault("chart_memo", {})
     old = memo.get(key)
-    now = time.time()
-    if old is None or old[0] != controls or old[1] != version:
+    if old is None or old[:2] != (controls, version):
         figure = build()
-        figure.layout.title.text += f" · drawn {time.strftime('%H:%M:%S', time.gmtime(now))} UTC"
-        memo[key] = old = (controls, version, figure, now)
+        figure.layout.title.text += f" · drawn {time.strftime('%H:%M:%S', time.gmtime())} UTC"
+        memo[key] = old = (controls, version, figure)
     st.plotly_chart(old[2], key=key, config=charts.CONFIG)
 
 
