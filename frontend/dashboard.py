@@ -26,6 +26,7 @@ from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
 from frontend import charts
+from frontend.cards import STYLE, Card, cards_html, status_html
 from frontend.downloads import keep_click_built_files
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
@@ -80,6 +81,7 @@ def main(opts: EngineOptions) -> None:
     """The entry: shared state, then the page the browser asked for (``st.navigation``)."""
     st.set_page_config(page_title="Pair analytics · Binance USD-M", layout="wide")
     keep_click_built_files()
+    st.html(STYLE)  # style only: Streamlit puts it out of the layout
     st.session_state["engine_options"] = opts
     st.session_state.setdefault("source", opts.source)
     st.session_state.setdefault("alerts", [])
@@ -127,8 +129,6 @@ def live_page() -> None:
         # all day costs what its refresh asks for.
         every = refresh_s()
         st.fragment(live_strip, run_every=every)(engine)
-        health_every = None if every is None else max(every, ANALYSIS_REFRESH_S)
-        st.fragment(health_line, run_every=health_every)(engine)
     with notice:
         offline_notice(health)
     pair_sections(engine, engine, every, analysis_box, charts_box, export_box)
@@ -202,12 +202,13 @@ def live_strip(engine: Engine) -> None:
             col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
     if more:
         st.caption(f"Prices of {len(shown)} of {len(symbols)} symbols shown; ticks of all.")
+    health_line(h)
 
 
-def health_line(engine: Engine) -> None:
-    """The feed's health, once a second: a long line of text redrawn 4 times a second costs
-    the browser as much as the prices above it."""
-    h = engine.health()
+def health_line(h) -> None:
+    """The feed's health under the prices, in their fragment: each fragment run makes the
+    browser re-render every element on the page (a profile here: ~25 ms a run), so one run
+    for both beats two; plain HTML, no markdown for the browser to parse."""
     snap, health = h.store, h.feed
     age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
     latency = (
@@ -218,21 +219,23 @@ def health_line(engine: Engine) -> None:
     if h.clock_offset_ms is not None and abs(h.clock_offset_ms) > CLOCK_OFFSET_SHOWN_MS:
         # Latency is event time against our clock: meaningless when the clocks disagree.
         latency = f"clock offset {h.clock_offset_ms / 1000:+,.1f} s (exchange − ours)"
-    state = {"connected": ":green[● connected]", "reconnecting": ":orange[● reconnecting]"}.get(
-        health.state, f":gray[● {health.state}]"
-    )
+    colour = {"connected": "green", "reconnecting": "orange"}.get(health.state, "gray")
     gaps_open = sum(s.open_gaps for s in snap.symbols.values())
     source = h.source
     replay = h.replay_pass
     if replay is not None and replay[0] > 1:
         source += f" (pass {replay[0]}, times shifted +{replay[1] / 3_600_000:.2f} h)"
-    st.caption(
-        f"{state} · source **{source}** · {health.msgs_per_s:,.0f} msg/s · "
-        f"last message {age} ago · {latency} · reconnects {health.reconnects} · "
-        f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
-        f"malformed skipped {health.malformed} · duplicates dropped "
-        f"{sum(s.duplicates for s in snap.symbols.values())} · backfill overlap "
-        f"{sum(s.backfill_overlap for s in snap.symbols.values())}"
+    st.html(
+        status_html(
+            health.state,
+            colour,
+            f"source {source} · {health.msgs_per_s:,.0f} msg/s · "
+            f"last message {age} ago · {latency} · reconnects {health.reconnects} · "
+            f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
+            f"malformed skipped {health.malformed} · duplicates dropped "
+            f"{sum(s.duplicates for s in snap.symbols.values())} · backfill overlap "
+            f"{sum(s.backfill_overlap for s in snap.symbols.values())}",
+        )
     )
     if health.backfill_error:
         st.caption(f"⚠️ backfill: {health.backfill_error}")
@@ -304,7 +307,22 @@ def sidebar(data, live: bool = True) -> Controls | None:
         sb.error("Choose two different symbols for Y and X.")
         return None
     method = sb.selectbox("Regression", list(METHOD_LABELS), key="method")
-    spread_mode = sb.radio(
+    lookback = sb.number_input(
+        "Lookback (bars) for the hedge ratio", 20, 100_000, 300, key="lookback"
+    )
+    z_window = sb.number_input("Z-score window (bars)", 2, 10_000, 60, key="z_window")
+    threshold = sb.number_input("Z-score alert threshold", value=2.0, step=0.25, key="z_threshold")
+    if not threshold > 0:
+        sb.error("The z-score threshold must be greater than 0.")
+        return None
+    adf_mode = sb.radio("ADF / cointegration", ["At bar close", "On demand"], key="adf_mode")
+    if adf_mode == "On demand" and sb.button("Run ADF now"):
+        st.session_state["adf_request"] = time.time()
+    # The rest folded: the browser re-renders every widget on the page at each run of any
+    # fragment (CPU profiles here, 16 widgets beside a 0.25 s strip: +9 % of a core in view,
+    # +5 % folded).
+    more = sb.expander("More settings: spread, correlation, bars shown, costs")
+    spread_mode = more.radio(
         "Spread",
         [WALK_FORWARD, HINDSIGHT],
         key="spread_mode",
@@ -312,23 +330,12 @@ def sidebar(data, live: bool = True) -> Controls | None:
         "no figure uses a later bar. Hindsight: one hedge ratio from the latest window for "
         "every bar shown, earlier bars judged with a fit that saw their future.",
     )
-    series = sb.radio("Regress on", ["Log price", "Price"], horizontal=True, key="series")
-    corr_on = sb.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
-    lookback = sb.number_input(
-        "Lookback (bars) for the hedge ratio", 20, 100_000, 300, key="lookback"
-    )
-    z_window = sb.number_input("Z-score window (bars)", 2, 10_000, 60, key="z_window")
-    corr_window = sb.number_input("Correlation window (bars)", 2, 10_000, 60, key="corr_window")
-    shown = sb.number_input("Bars shown", 50, 20_000, 600, step=50, key="shown")
-    threshold = sb.number_input("Z-score alert threshold", value=2.0, step=0.25, key="z_threshold")
-    if not threshold > 0:
-        sb.error("The z-score threshold must be greater than 0.")
-        return None
-    cost = sb.number_input("Backtest cost (bps per trade)", 0.0, 100.0, 1.0, step=0.5, key="cost")
-    adf_mode = sb.radio("ADF / cointegration", ["At bar close", "On demand"], key="adf_mode")
-    if adf_mode == "On demand" and sb.button("Run ADF now"):
-        st.session_state["adf_request"] = time.time()
-    cooldown = sb.number_input("Alert cooldown (s)", 0.0, 3_600.0, 30.0, step=5.0, key="cooldown")
+    series = more.radio("Regress on", ["Log price", "Price"], horizontal=True, key="series")
+    corr_on = more.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
+    corr_window = more.number_input("Correlation window (bars)", 2, 10_000, 60, key="corr_window")
+    shown = more.number_input("Bars shown", 50, 20_000, 600, step=50, key="shown")
+    cost = more.number_input("Backtest cost (bps per trade)", 0.0, 100.0, 1.0, step=0.5, key="cost")
+    cooldown = more.number_input("Alert cooldown (s)", 0.0, 3_600.0, 30.0, step=5.0, key="cooldown")
     rules_editor(sb, symbols)
     params = PairParams(
         lookback_bars=int(lookback),
@@ -639,65 +646,68 @@ def figures(live, slow, p: PairParams, timeframe: str) -> None:
     if p.method == "kalman" and not p.hindsight:
         fit = "Kalman one-step-ahead, noise by maximum likelihood on earlier bars"
     tf_s = TIMEFRAMES_MS[timeframe] / 1000
-    c = [*st.columns(4), *st.columns(4)]
-    c[0].metric("Hedge ratio β", _fmt(beta, 4), help=f"{fit} ({timeframe} bars)")
-    c[1].metric(
-        "Alpha", _fmt(alpha, 4), help="intercept of the same fit, in the regression's units"
-    )
-    c[2].metric(
-        f"z ({p.z_window_bars} bars)",
-        _fmt(live.latest_z, 2),
-        help=f"spread minus its trailing {p.z_window_bars}-bar mean, over the sample std; "
-        "the live bar included",
-    )
     what = "log returns" if p.corr_on_returns else "prices"
-    c[3].metric(
-        f"Correlation ({p.corr_window_bars} bars)",
-        _fmt(live.latest_corr, 3),
-        help=f"Pearson of {what}, trailing {p.corr_window_bars} {timeframe} bars",
-    )
+    cards = [
+        Card("Hedge ratio β", _fmt(beta, 4), f"{fit} ({timeframe} bars)"),
+        Card("Alpha", _fmt(alpha, 4), "intercept of the same fit, in the regression's units"),
+        Card(
+            f"z ({p.z_window_bars} bars)",
+            _fmt(live.latest_z, 2),
+            f"spread minus its trailing {p.z_window_bars}-bar mean, over the sample std; "
+            "the live bar included",
+        ),
+        Card(
+            f"Correlation ({p.corr_window_bars} bars)",
+            _fmt(live.latest_corr, 3),
+            f"Pearson of {what}, trailing {p.corr_window_bars} {timeframe} bars",
+        ),
+    ]
     if slow is None:
-        c[4].metric("ADF p-value", "—", help="press 'Run ADF now'")
+        cards.append(Card("ADF p-value", "—", "press 'Run ADF now'"))
+        st.html(cards_html(cards))
         return
     adf = slow.adf
     crit = " · ".join(f"{k} {v:.2f}" for k, v in adf.critical.items())
-    c[4].metric(
-        f"ADF p ({slow.window} bars)",
-        _fmt(adf.pvalue, 4),
-        help=f"statistic {_fmt(adf.statistic, 3)}; critical values {crit}; {adf.lags} lags. "
-        f"On the last {slow.window} closed bars of the spread.",
-    )
-    c[5].metric(
-        f"Engle–Granger p ({slow.window} bars)",
-        _fmt(slow.eg_pvalue, 4),
-        help="statsmodels coint(y, x) on the same closed bars",
-    )
     hl = slow.half_life_bars
-    c[6].metric(
-        "Half-life",
-        f"{_fmt(hl, 1)} bars",
-        help=f"AR(1) of the spread over {slow.window} closed bars; "
-        f"{_duration(hl * tf_s)} at {timeframe}",
-    )
     s = slow.backtest.summary
     sharpe = (
         f"Sharpe {s['sharpe']:.2f} (annualised over {s['covered_days']:.1f} days)"
         if math.isfinite(s["sharpe"])
         else "Sharpe not shown: needs ≥ 10 round trips over ≥ 1 day"
     )
-    c[7].metric(
-        "Backtest return",
-        f"{s['total_return'] * 100:+.2f}%",
-        help=f"walk-forward on closed bars, net of {p.cost_bps:g} bps a trade · "
-        f"{int(s['round_trips'])} round trips · hit rate {_fmt(s['hit_rate'], 2)} · "
-        f"max DD {s['max_drawdown'] * 100:.2f}% · {sharpe}",
-    )
-    st.caption(
+    cards += [
+        Card(
+            f"ADF p ({slow.window} bars)",
+            _fmt(adf.pvalue, 4),
+            f"statistic {_fmt(adf.statistic, 3)}; critical values {crit}; {adf.lags} lags. "
+            f"On the last {slow.window} closed bars of the spread.",
+        ),
+        Card(
+            f"Engle–Granger p ({slow.window} bars)",
+            _fmt(slow.eg_pvalue, 4),
+            "statsmodels coint(y, x) on the same closed bars",
+        ),
+        Card(
+            "Half-life",
+            f"{_fmt(hl, 1)} bars",
+            f"AR(1) of the spread over {slow.window} closed bars; "
+            f"{_duration(hl * tf_s)} at {timeframe}",
+        ),
+        Card(
+            "Backtest return",
+            f"{s['total_return'] * 100:+.2f}%",
+            f"walk-forward on closed bars, net of {p.cost_bps:g} bps a trade · "
+            f"{int(s['round_trips'])} round trips · hit rate {_fmt(s['hit_rate'], 2)} · "
+            f"max DD {s['max_drawdown'] * 100:.2f}% · {sharpe}",
+        ),
+    ]
+    note = (
         f"ADF: {adf.verdict}. Half-life {_fmt(hl, 1)} bars = {_duration(hl * tf_s)}. "
         f"Backtest: {int(s['round_trips'])} round trips, hit rate {_fmt(s['hit_rate'], 2)}, "
         f"average holding {_duration(s['avg_holding_bars'] * tf_s)}, "
         f"{s['total_return'] * 100:+.2f}% after costs; {sharpe}."
     )
+    st.html(cards_html(cards, note))
 
 
 def _duration(seconds: float) -> str:

@@ -3,7 +3,9 @@ pandas reference for bars (written from the kline definition, not from our code)
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -147,3 +149,14 @@ def trades_batch(symbol: str, rows: list[tuple]) -> TradeBatch:
         cols["trade_time_ms"].append(t)
         cols["buyer_is_maker"].append(m)
     return TradeBatch.from_columns(symbol, **cols)
+
+
+_CARD = re.compile(
+    r'<div class="pa-card" data-label="([^"]*)">.*?<div class="pa-value">([^<]*)</div>', re.S
+)
+
+
+def card_values(markup: str) -> dict[str, str]:
+    """Label -> value of the figure cards in a page's HTML (frontend/cards.py), read as a
+    user reads them: unescaped text."""
+    return {html.unescape(k): html.unescape(v) for k, v in _CARD.findall(markup)}

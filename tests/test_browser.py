@@ -124,10 +124,11 @@ def chromium_page(name: str):
 
 
 def metric_text(page, label: str) -> str | None:
-    metric = page.get_by_test_id("stMetric").filter(has_text=label)
-    if not metric.count():
+    """The value shown under a figure's label (a figure card, frontend/cards.py)."""
+    card = page.locator(".pa-card").filter(has=page.locator(".pa-label", has_text=label))
+    if not card.count():
         return None
-    return metric.first.get_by_test_id("stMetricValue").inner_text()
+    return card.first.locator(".pa-value").inner_text()
 
 
 def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_dashboard):

@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, reference_bars
+from tests.conftest import ROOT, card_values, reference_bars
 
 APP = str(ROOT / "app.py")
 OFFLINE = "frontend/pages/offline.py"
@@ -31,7 +31,10 @@ def app_env(monkeypatch, tmp_path):
 
 
 def metric(at, label):
+    """A figure's value: a ``st.metric`` (the tick strip) or a card (the pair figures)."""
     values = [m.value for m in at.metric if m.label == label]
+    values += [card_values(h.value).get(label) for h in at.html]
+    values = [v for v in values if v is not None]
     return values[0] if values else None
 
 

@@ -1,0 +1,48 @@
+"""Figures drawn as one HTML block instead of one ``st.metric`` each.
+
+Every refresh re-sends a fragment's elements and the browser re-renders each of them: eight
+metrics in two rows of columns, redrawn once a second, cost Chromium's JavaScript ~3x what
+one ``st.html`` block of the same eight cards does (CPU profiles of both over 15 s here;
+bench/bench_page.py measures the whole page). The cards look like metrics: a label, a value,
+the help on hover (the label's ?).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+STYLE = Path(__file__).with_name("cards.css")  # sent once per page run, not per refresh
+
+
+@dataclass(frozen=True)
+class Card:
+    label: str
+    value: str
+    help: str = ""
+
+
+def cards_html(cards: list[Card], note: str = "", columns: int = 4) -> str:
+    """The cards in a grid of ``columns``, then a ``note`` line under them; text escaped
+    (labels carry symbol names)."""
+    cells = "".join(_card(c) for c in cards)
+    under = f'<div class="pa-note">{escape(note)}</div>' if note else ""
+    return f'<div class="pa-cards" style="--pa-columns:{columns}">{cells}</div>{under}'
+
+
+def _card(card: Card) -> str:
+    info = f' <span class="pa-help" title="{escape(card.help)}">?</span>' if card.help else ""
+    return (
+        f'<div class="pa-card" data-label="{escape(card.label)}">'
+        f'<div class="pa-label">{escape(card.label)}{info}</div>'
+        f'<div class="pa-value">{escape(card.value)}</div></div>'
+    )
+
+
+def status_html(state: str, colour: str, text: str) -> str:
+    """One status line: a coloured state dot, then plain text (no markdown to parse)."""
+    return (
+        f'<div class="pa-status"><span class="pa-{colour}">● {escape(state)}</span>'
+        f" · {escape(text)}</div>"
+    )

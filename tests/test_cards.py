@@ -1,0 +1,27 @@
+"""The figure cards: one HTML block, escaped text, help on hover."""
+
+from __future__ import annotations
+
+from frontend.cards import Card, cards_html, status_html
+from tests.conftest import card_values
+
+
+def test_cards_carry_labels_values_and_help_escaped():
+    cards = [Card("Hedge ratio β", "0.8969", "OLS, <300> bars"), Card("z (60 bars)", "−1.25")]
+    markup = cards_html(cards, note="ADF: p < 0.05 & stationary")
+    assert card_values(markup) == {"Hedge ratio β": "0.8969", "z (60 bars)": "−1.25"}
+    assert 'title="OLS, &lt;300&gt; bars"' in markup  # the help, as the browser's tooltip
+    assert markup.count('class="pa-help"') == 1  # no help: no "?"
+    assert "ADF: p &lt; 0.05 &amp; stationary" in markup
+    assert "<300>" not in markup
+
+
+def test_a_card_cannot_inject_markup():
+    markup = cards_html([Card('"><script>x()</script>', "<b>1</b>")])
+    assert "<script>" not in markup and "<b>" not in markup
+    assert card_values(markup) == {'"><script>x()</script>': "<b>1</b>"}
+
+
+def test_status_line_names_its_state_in_colour():
+    line = status_html("reconnecting", "orange", "source live · 0 msg/s")
+    assert '<span class="pa-orange">● reconnecting</span> · source live · 0 msg/s' in line
