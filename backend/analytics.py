@@ -665,3 +665,134 @@ def bar_stats_table(
             "zscore": _as_array(z),
         }
     )
+
+
+# --- pair scanner ------------------------------------------------------------------------------
+
+SCAN_COLUMNS = ("y", "x", "beta", "alpha", "eg_pvalue", "half_life", "corr", "z")
+
+
+def scan_pairs(log_prices: pd.DataFrame, lookback: int = 300, adf_lag: int = 1) -> pd.DataFrame:
+    """Every pair of the frame's columns (symbols; rows aligned bars of log close), ranked by
+    the Engle-Granger p-value, on the last ``lookback`` rows.
+
+    One row per pair, ``y`` the symbol whose column comes first and ``x`` the other:
+
+    * ``beta``, ``alpha``: OLS of y on x with intercept; the spread is ``y - alpha - beta x``.
+    * ``eg_pvalue``: statsmodels ``coint(y, x, trend="c", maxlag=adf_lag, autolag=None)[1]``:
+      the ADF t-statistic of the spread (no constant, ``adf_lag`` lagged differences) against
+      MacKinnon's (1994) distribution for 2 variables; 0 when y and x are collinear.
+    * ``half_life``: AR(1) half-life of the spread in bars, from ``ds_t = a + b s_{t-1}``:
+      ``-ln 2 / ln(1 + b)``, ``inf`` when ``b >= 0`` (see ``half_life``).
+    * ``corr``: Pearson correlation of the log returns (``lookback - 1`` of them).
+    * ``z``: the last spread value less the window's mean, over its sample std. The fit saw
+      the whole window, that bar included (hindsight within the window).
+
+    Sorted by ``eg_pvalue`` ascending (NaN last). Columns with a non-finite value in the window
+    are left out and named in ``result.attrs["skipped"]``. Vectorised over pairs: one batched
+    least-squares solve for all the ADF regressions, no per-pair statsmodels call.
+    """
+    if not isinstance(log_prices, pd.DataFrame):
+        raise ValueError("scan_pairs needs a DataFrame: columns symbols, rows aligned bars")
+    if not log_prices.columns.is_unique:
+        raise ValueError("scan_pairs: duplicate symbol columns")
+    lag = int(adf_lag)
+    if lag < 0:
+        raise ValueError(f"adf_lag must be >= 0, got {adf_lag}")
+    lookback = _window(lookback, minimum=lag + 4)  # the ADF regression keeps >= 1 dof
+    if len(log_prices) < lookback:
+        raise ValueError(f"scan_pairs needs {lookback} rows (lookback), has {len(log_prices)}")
+    window = log_prices.iloc[-lookback:].to_numpy(dtype=np.float64)
+    usable = np.isfinite(window).all(axis=0)
+    symbols = log_prices.columns[usable]
+    values = window[:, usable]
+    iy, ix = np.triu_indices(len(symbols), 1)
+    if not len(iy):
+        return _scan_frame(symbols, iy, ix, {}, log_prices.columns[~usable])
+
+    centred = values - values.mean(axis=0)
+    moments = centred.T @ centred  # sums of centred cross products, every column pair at once
+    sxx, sxy, syy = moments[ix, ix], moments[iy, ix], moments[iy, iy]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = sxy / sxx
+        rsquared = sxy * sxy / (sxx * syy)
+    alpha = values.mean(axis=0)[iy] - beta * values.mean(axis=0)[ix]
+    spread = centred[:, iy] - centred[:, ix] * beta  # y - alpha - beta x, one column a pair
+    # coint's own guard: a fit this close to perfect has no residual to test.
+    collinear = rsquared >= 1 - 100 * np.sqrt(np.finfo(float).eps)
+    stat = np.where(collinear, -np.inf, _adf_t_no_constant(spread, lag))
+    returns = np.diff(values, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.corrcoef(returns, rowvar=False)[iy, ix] if len(returns) > 1 else np.nan
+        z = (spread[-1] - spread.mean(axis=0)) / spread.std(axis=0, ddof=1)
+    columns = {
+        "beta": beta,
+        "alpha": alpha,
+        "eg_pvalue": mackinnon_pvalue(stat, n_vars=2),
+        "half_life": _ar1_half_life(spread),
+        "corr": corr,
+        "z": z,
+    }
+    return _scan_frame(symbols, iy, ix, columns, log_prices.columns[~usable])
+
+
+def _adf_t_no_constant(series: np.ndarray, lag: int) -> np.ndarray:
+    """The ADF t-statistic of each column, as statsmodels ``adfuller(s, maxlag=lag,
+    autolag=None, regression="n")``: OLS of ``ds_t`` on ``s_{t-1}, ds_{t-1} … ds_{t-lag}``,
+    the t-value of the first coefficient. All columns in one batched solve."""
+    diff = np.diff(series, axis=0)
+    rows = len(diff) - lag
+    target = diff[lag:]  # (rows, pairs)
+    regressors = [series[lag:-1]] + [diff[lag - i : lag - i + rows] for i in range(1, lag + 1)]
+    design = np.stack(regressors)  # (k, rows, pairs)
+    xtx = np.einsum("irp,jrp->pij", design, design)
+    xty = np.einsum("irp,rp->pi", design, target)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.linalg.pinv(xtx)  # singular only for a constant spread: NaN below
+        coef = np.einsum("pij,pj->pi", inverse, xty)
+        resid = target - np.einsum("irp,pi->rp", design, coef)
+        dof = rows - (lag + 1)
+        s2 = (resid * resid).sum(axis=0) / dof
+        return coef[:, 0] / np.sqrt(s2 * inverse[:, 0, 0])
+
+
+def mackinnon_pvalue(stat, n_vars: int = 1) -> np.ndarray:
+    """MacKinnon's (1994) approximate p-value of unit-root t-statistics (constant term), as
+    statsmodels ``mackinnonp(stat, regression="c", N=n_vars)``, for an array at once, with
+    statsmodels' own coefficient tables."""
+    from scipy.stats import norm
+    from statsmodels.tsa import adfvalues as tables
+
+    stat = np.asarray(stat, dtype=np.float64)
+    i = n_vars - 1
+    small = np.asarray(tables._tau_smallps["c"][i])[::-1]
+    large = np.asarray(tables._tau_largeps["c"][i])[::-1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        curve = np.where(
+            stat <= tables._tau_stars["c"][i], np.polyval(small, stat), np.polyval(large, stat)
+        )
+        p = norm.cdf(curve)
+    p = np.where(stat > tables._tau_maxs["c"][i], 1.0, p)
+    return np.where(stat < tables._tau_mins["c"][i], 0.0, p)
+
+
+def _ar1_half_life(spread: np.ndarray) -> np.ndarray:
+    """``half_life`` of each column: b of ``ds_t = a + b s_{t-1}`` by centred moments."""
+    level, step = spread[:-1], np.diff(spread, axis=0)
+    level_c = level - level.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = (level_c * (step - step.mean(axis=0))).sum(axis=0) / (level_c * level_c).sum(axis=0)
+        out = -math.log(2) / np.log1p(np.clip(b, -1 + 1e-300, None))
+    out = np.where(b >= 0, np.inf, out)
+    return np.where(b <= -1, 0.0, np.where(np.isfinite(b), out, np.nan))
+
+
+def _scan_frame(symbols, iy, ix, columns: dict, skipped) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {"y": np.asarray(symbols)[iy], "x": np.asarray(symbols)[ix]}
+        | {name: columns.get(name, np.empty(0)) for name in SCAN_COLUMNS[2:]}
+    )
+    frame = frame.sort_values("eg_pvalue", kind="stable", na_position="last")
+    frame = frame.reset_index(drop=True)
+    frame.attrs["skipped"] = [str(s) for s in skipped]
+    return frame

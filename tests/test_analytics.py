@@ -11,6 +11,7 @@ from statsmodels.regression.rolling import RollingOLS
 from statsmodels.tsa.stattools import adfuller, coint
 
 from backend import analytics as an
+from tests.conftest import reference_bars
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +351,118 @@ def test_backtest_sharpe_needs_ten_round_trips_over_a_day_and_uses_calendar_time
     short = an.backtest(y[:120], x[:120], z[:120], 1.0, times_ms=t5[:120] // 5)
     assert math.isnan(short.summary["sharpe"])  # 2 hours of 1m bars: annualising is noise
     assert short.summary["round_trips"] >= 1 and np.isfinite(short.summary["avg_holding_bars"])
+
+
+# --- pair scanner ------------------------------------------------------------------------------
+
+
+def _cointegrated_market(n_bars: int = 400, seed: int = 7) -> tuple[pd.DataFrame, set]:
+    """Log prices of 8 symbols: A0-A2 share one random-walk trend, B0-B1 another (plus their
+    own stationary AR(1) noise: cointegrated within a group), R0-R2 walk on their own."""
+    rng = np.random.default_rng(seed)
+    walk = lambda: np.cumsum(rng.normal(0, 0.002, n_bars))  # noqa: E731
+    noise = lambda: pd.Series(rng.normal(0, 0.001, n_bars)).ewm(alpha=0.3).mean().to_numpy()  # noqa: E731
+    trend_a, trend_b = walk(), walk()
+    cols = {f"A{i}": 4.0 + i + (0.6 + 0.4 * i) * trend_a + noise() for i in range(3)}
+    cols |= {f"B{i}": 7.0 + (1.0 + 0.5 * i) * trend_b + noise() for i in range(2)}
+    cols |= {f"R{i}": 2.0 + walk() for i in range(3)}
+    order = ["R0", "A0", "B0", "R1", "A1", "B1", "A2", "R2"]  # groups interleaved
+    truth = {("A0", "A1"), ("A0", "A2"), ("A1", "A2"), ("B0", "B1")}
+    return pd.DataFrame(cols)[order], truth
+
+
+def _pair_reference(y: np.ndarray, x: np.ndarray, lag: int) -> dict:
+    """One pair by statsmodels and pandas, call by call."""
+    fit = sm.OLS(y, sm.add_constant(x)).fit()
+    s = pd.Series(y - fit.params[0] - fit.params[1] * x)
+    ar = sm.OLS(s.diff().iloc[1:].to_numpy(), sm.add_constant(s.shift().iloc[1:].to_numpy())).fit()
+    b = ar.params[1]
+    returns = pd.DataFrame({"y": y, "x": x}).diff()
+    return {
+        "alpha": fit.params[0],
+        "beta": fit.params[1],
+        "eg_pvalue": coint(y, x, trend="c", maxlag=lag, autolag=None)[1],
+        "half_life": math.inf if b >= 0 else -math.log(2) / math.log(1 + b),
+        "corr": returns["y"].corr(returns["x"]),
+        "z": (s.iloc[-1] - s.mean()) / s.std(),
+    }
+
+
+def _assert_scan_matches_references(prices: pd.DataFrame, lookback: int, lag: int) -> None:
+    scan = an.scan_pairs(prices, lookback=lookback, adf_lag=lag)
+    k = prices.shape[1]
+    assert len(scan) == k * (k - 1) // 2 and list(scan.columns) == list(an.SCAN_COLUMNS)
+    window = prices.iloc[-lookback:]
+    position = {s: i for i, s in enumerate(prices.columns)}
+    for row in scan.itertuples():
+        assert position[row.y] < position[row.x]  # y is the symbol whose column comes first
+        ref = _pair_reference(window[row.y].to_numpy(), window[row.x].to_numpy(), lag)
+        for name, expected in ref.items():
+            np.testing.assert_allclose(getattr(row, name), expected, rtol=1e-8, atol=1e-8)
+    assert scan["eg_pvalue"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("lag", [0, 1, 3])
+def test_scan_pairs_matches_statsmodels_coint_and_ols_pair_by_pair(lag):
+    prices, _ = _cointegrated_market()
+    _assert_scan_matches_references(prices, lookback=300, lag=lag)
+
+
+def test_scan_pairs_on_the_recorded_sample_matches_coint(dec_trades):
+    closes = {
+        s: reference_bars(t, 1_000).set_index("open_time")["close"] for s, t in dec_trades.items()
+    }
+    prices = np.log(pd.DataFrame(closes).dropna())  # aligned 1s bars of the real sample
+    assert len(prices) >= 300
+    _assert_scan_matches_references(prices, lookback=300, lag=1)
+
+
+def test_scan_pairs_ranks_the_cointegrated_pairs_first():
+    prices, truth = _cointegrated_market()
+    scan = an.scan_pairs(prices, lookback=300)
+    top = {tuple(sorted(p)) for p in scan[["y", "x"]].head(len(truth)).itertuples(index=False)}
+    assert top == truth
+    assert (scan["eg_pvalue"].head(len(truth)) < 0.01).all()
+    assert (scan["eg_pvalue"].iloc[len(truth) :] > 0.01).all()
+
+
+def test_scan_pairs_leaves_out_incomplete_columns_and_says_which():
+    prices, _ = _cointegrated_market()
+    prices.loc[prices.index[-5], "B0"] = np.nan
+    scan = an.scan_pairs(prices, lookback=300)
+    assert scan.attrs["skipped"] == ["B0"]
+    assert "B0" not in set(scan["y"]) | set(scan["x"]) and len(scan) == 21
+    old_gap = prices.copy()
+    old_gap.loc[old_gap.index[0], "B1"] = np.nan  # outside the window: used
+    assert an.scan_pairs(old_gap.drop(columns="B0"), lookback=300).attrs["skipped"] == []
+
+
+def test_scan_pairs_rejects_too_few_rows_and_bad_input():
+    prices, _ = _cointegrated_market(n_bars=100)
+    with pytest.raises(ValueError, match="needs 300 rows"):
+        an.scan_pairs(prices, lookback=300)
+    with pytest.raises(ValueError, match="DataFrame"):
+        an.scan_pairs(prices.to_numpy())
+    with pytest.raises(ValueError, match="duplicate"):
+        an.scan_pairs(prices.rename(columns={"A1": "A0"}), lookback=50)
+    assert an.scan_pairs(prices[["A0"]], lookback=50).empty
+
+
+def test_scan_pairs_collinear_pair_has_coint_s_p_value_of_zero():
+    prices, _ = _cointegrated_market()
+    prices["A0copy"] = 2 * prices["A0"] + 1
+    scan = an.scan_pairs(prices[["A0", "A0copy", "R0"]], lookback=300)
+    row = scan[(scan["y"] == "A0") & (scan["x"] == "A0copy")].iloc[0]
+    with pytest.warns(Warning, match="colinear"):
+        expected = coint(prices["A0"][-300:], prices["A0copy"][-300:], maxlag=1, autolag=None)[1]
+    assert row["eg_pvalue"] == expected == 0.0 and scan.iloc[0]["x"] == "A0copy"
+
+
+def test_mackinnon_pvalue_equals_statsmodels_for_each_statistic():
+    from statsmodels.tsa.adfvalues import mackinnonp
+
+    stats = np.concatenate([np.linspace(-25, 5, 301), [-np.inf, np.inf, np.nan]])
+    for n_vars in (1, 2):
+        got = an.mackinnon_pvalue(stats, n_vars)
+        expected = [np.nan if np.isnan(s) else mackinnonp(s, "c", n_vars) for s in stats]
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
