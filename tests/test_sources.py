@@ -4,8 +4,10 @@ import json
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from backend.analytics import scan_pairs
 from backend.exchange.sources import (
     Simulator,
     SourceFormatError,
@@ -14,7 +16,7 @@ from backend.exchange.sources import (
     load_ndjson,
     parse_agg_trades_csv,
 )
-from tests.conftest import SAMPLE_DEC, SAMPLE_NOV, SPOT_CSV
+from tests.conftest import SAMPLE_DEC, SAMPLE_NOV, SPOT_CSV, reference_bars
 
 
 def test_ndjson_sample_is_numbered_per_symbol_and_junk_rows_counted(shared_data):
@@ -158,3 +160,18 @@ def test_usdm_day_files_load_as_downloaded_zip_or_csv_and_join(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(SourceFormatError, match="not a zip"):
         load_files([bad])
+
+
+def test_simulated_market_ties_the_pairs_it_names_and_the_scanner_ranks_them_first():
+    """20 symbols: the simulation names 7 cointegrated pairs; on 300 1m bars of its history
+    (pandas bars from its trades) the scanner puts exactly those 7 first."""
+    symbols = [f"S{i:02d}USDT" for i in range(20)]
+    sim = Simulator(symbols, seed=4)
+    truth = {frozenset(p) for p in sim.cointegrated_pairs()}
+    assert len(truth) == 7 and ("S00USDT", "S01USDT") in sim.cointegrated_pairs()
+    trades = sim.history(1_765_000_000_000, 6 * 3600)
+    closes = {
+        s: reference_bars(t, 60_000).set_index("open_time")["close"] for s, t in trades.items()
+    }
+    scan = scan_pairs(np.log(pd.DataFrame(closes)[symbols].dropna()), lookback=300)
+    assert {frozenset(p) for p in zip(scan["y"][:7], scan["x"][:7], strict=True)} == truth

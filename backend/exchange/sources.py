@@ -1,5 +1,5 @@
 """Trade sources for the local exchange: recorded files (``backend.trade_files``, replayed) and a
-seeded simulation of a cointegrated pair."""
+seeded simulation of cointegrated pairs."""
 
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ _SIM_DEFAULT_SPEC = (0.001, 0.1, 100.0, 5.0)
 
 
 class Simulator:
-    """A seeded cointegrated pair: ``log y = alpha + beta * log x + u`` with ``u`` an
-    Ornstein-Uhlenbeck spread (half-life ``half_life_s``); ``x`` (the first symbol) is a random
-    walk. Further symbols are independent random walks. Trades arrive as Poisson processes at
+    """A seeded market of cointegrated pairs and lone random walks. The first two symbols are
+    the pair ``log y = alpha + beta * log x + u``, ``x`` (the first) a random walk and ``u`` an
+    Ornstein-Uhlenbeck spread (half-life ``half_life_s``). The further symbols come in threes:
+    a random walk, a symbol cointegrated with it the same way (its own beta and spread), and a
+    lone walk; ``cointegrated_pairs`` names the pairs. Trades arrive as Poisson processes at
     each symbol's rate, with prices on the tick grid and quantities on the step grid.
     """
 
@@ -49,13 +51,25 @@ class Simulator:
         self._spread_vol = spread_vol_per_sqrt_s
         self._kappa = math.log(2) / half_life_s
         self._specs = {s: _SIM_SPECS.get(s, _SIM_DEFAULT_SPEC) for s in self.symbols}
-        x0 = math.log(self._specs[self.symbols[0]][2])
         self._log = {s: math.log(self._specs[s][2]) for s in self.symbols}
-        self._alpha = (self._log[self.symbols[1]] - beta * x0) if len(self.symbols) > 1 else 0.0
-        self._spread = 0.0
+        # follower -> (leader, beta, alpha): alpha puts the follower at its start price.
+        self._follows: dict[str, tuple[str, float, float]] = {}
+        n = len(self.symbols)
+        pairs = [(0, 1, beta)] + [(i, i + 1, 0.5 + 0.1 * (i // 3)) for i in range(2, n - 1, 3)]
+        for lead, follow, b in pairs:
+            if follow >= len(self.symbols):
+                break
+            x, y = self.symbols[lead], self.symbols[follow]
+            self._follows[y] = (x, b, self._log[y] - b * self._log[x])
+        self._spread = dict.fromkeys(self._follows, 0.0)
         self._clock_ms = start_ms
         self._next_id = dict.fromkeys(self.symbols, SYNTHETIC_ID_BASE)
         self._next_trade_id = dict.fromkeys(self.symbols, 2 * SYNTHETIC_ID_BASE)
+
+    def cointegrated_pairs(self) -> list[tuple[str, str]]:
+        """The (leader, follower) pairs the simulation ties together; every other pair of its
+        symbols is not cointegrated."""
+        return [(lead, follow) for follow, (lead, _, _) in self._follows.items()]
 
     def advance(self, until_ms: int) -> dict[str, TradeBatch]:
         """Trades with times in ``(clock, until_ms]``; the clock moves to ``until_ms``."""
@@ -66,18 +80,17 @@ class Simulator:
             return {}
         dt_s = span_ms / 1000
         rng = self._rng
-        # One common shock per step drives x; y follows x through beta plus the OU spread.
-        x, *_ = self.symbols
-        dx = rng.normal(0, self._vol * math.sqrt(dt_s))
-        self._log[x] += dx
-        self._spread += -self._kappa * self._spread * dt_s + rng.normal(
-            0, self._spread_vol * math.sqrt(dt_s)
-        )
-        if len(self.symbols) > 1:
-            y = self.symbols[1]
-            self._log[y] = self._alpha + self.beta * self._log[x] + self._spread
-        for other in self.symbols[2:]:
-            self._log[other] += rng.normal(0, self._vol * math.sqrt(dt_s))
+        # A walker takes a shock; a follower's spread takes one and it follows its leader
+        # (always an earlier symbol) through its beta.
+        for symbol in self.symbols:
+            if symbol not in self._follows:
+                self._log[symbol] += rng.normal(0, self._vol * math.sqrt(dt_s))
+                continue
+            u = self._spread[symbol]
+            u += -self._kappa * u * dt_s + rng.normal(0, self._spread_vol * math.sqrt(dt_s))
+            self._spread[symbol] = u
+            lead, b, a = self._follows[symbol]
+            self._log[symbol] = a + b * self._log[lead] + u
         out = {s: self._trades(s, self._clock_ms, until_ms) for s in self.symbols}
         self._clock_ms = until_ms
         return {s: b for s, b in out.items() if len(b)}
@@ -96,17 +109,18 @@ class Simulator:
 
         rng = self._rng
         start_s = now_ms // 1000 - seconds
-        x, *_ = self.symbols
-        paths = {x: self._log[x] + np.cumsum(rng.normal(0, self._vol, seconds))}
         phi = math.exp(-self._kappa)  # the OU spread sampled every second, exactly
         step_sd = self._spread_vol * math.sqrt((1 - phi**2) / (2 * self._kappa))
-        shocks = rng.normal(0, step_sd, seconds)
-        shocks[0] += phi * self._spread
-        spread = lfilter([1.0], [1.0, -phi], shocks)
-        if len(self.symbols) > 1:
-            paths[self.symbols[1]] = self._alpha + self.beta * paths[x] + spread
-        for other in self.symbols[2:]:
-            paths[other] = self._log[other] + np.cumsum(rng.normal(0, self._vol, seconds))
+        paths, spreads = {}, {}
+        for symbol in self.symbols:
+            if symbol not in self._follows:
+                paths[symbol] = self._log[symbol] + np.cumsum(rng.normal(0, self._vol, seconds))
+                continue
+            shocks = rng.normal(0, step_sd, seconds)
+            shocks[0] += phi * self._spread[symbol]
+            spreads[symbol] = lfilter([1.0], [1.0, -phi], shocks)
+            lead, b, a = self._follows[symbol]
+            paths[symbol] = a + b * paths[lead] + spreads[symbol]
         out = {}
         recent = np.arange(seconds) >= seconds - recent_s
         for symbol, path in paths.items():
@@ -117,7 +131,7 @@ class Simulator:
             mid = np.exp(path[(times // 1000 - start_s).astype(np.int64)])
             out[symbol] = self._make_trades(symbol, times.astype(np.int64), mid)
             self._log[symbol] = float(path[-1])
-        self._spread = float(spread[-1])
+        self._spread |= {s: float(u[-1]) for s, u in spreads.items()}
         self._clock_ms = now_ms
         return {s: b for s, b in out.items() if len(b)}
 
