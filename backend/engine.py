@@ -21,6 +21,7 @@ from backend.config import (
 from backend.csv_export import BarsCsv
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import HealthSnapshot, Ingestor
+from backend.pairs import MarketScan, scan_market
 from backend.persistence import resume_from_storage, save_all
 from backend.records import TIMEFRAMES_MS, Bars, Coverage
 from backend.rest import unknown_symbols
@@ -204,6 +205,14 @@ class Engine:
             while len(self._cache) > 32:
                 self._cache.popitem(last=False)
         return value
+
+    def scan(self, timeframe: str, lookback: int, adf_lag: int = 1) -> MarketScan:
+        """Every pair of the streamed symbols ranked (``pairs.scan_market``), computed once
+        per closed bar for every viewer."""
+        bars = {s: self.store.bars(s, timeframe, last=lookback + 2) for s in self.symbols}
+        newest = max((int(b.open_time[-1]) for b in bars.values() if len(b)), default=None)
+        key = ("scan", timeframe, lookback, adf_lag, newest)
+        return self.cached(key, lambda: scan_market(bars, timeframe, lookback, adf_lag))
 
     def coverage(self, timeframe: str) -> Coverage:
         """How far back ``timeframe`` reaches per symbol, and the 1s history's progress."""

@@ -20,9 +20,10 @@ One spread for everything, walk-forward by default (the README repeats this):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from backend import analytics as an
 from backend.records import TIMEFRAMES_MS, Bars
@@ -230,3 +231,46 @@ def _defined_tail(a: np.ndarray, n: int) -> np.ndarray:
 def _last(a) -> float:
     a = np.asarray(a)
     return float(a[-1]) if len(a) else math.nan
+
+
+# --- the market scan ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketScan:
+    """Every pair of the streamed symbols on their last ``lookback_bars`` closed bars."""
+
+    table: pd.DataFrame  # analytics.SCAN_COLUMNS + volume_usdt; empty while waiting
+    timeframe: str
+    lookback_bars: int
+    last_closed_ms: int | None  # open time of the newest bar used
+    skipped: tuple[str, ...]  # symbols without a bar in the window's first row
+    waiting: str | None  # why there is no table yet
+
+
+def scan_market(
+    bars_by_symbol: dict[str, Bars], timeframe: str, lookback: int, adf_lag: int = 1
+) -> MarketScan:
+    """``analytics.scan_pairs`` on closed bars: the newest bar of the market (still open) is
+    left out, closes are aligned on open time, and a symbol without a bar at a time (no
+    trade there yet) takes its previous close: the price did not move. ``volume_usdt``: the smaller leg's
+    quote volume summed over the window."""
+    closes = {s: pd.Series(b.close, index=b.open_time) for s, b in bars_by_symbol.items() if len(b)}
+    empty = MarketScan(pd.DataFrame(columns=[*an.SCAN_COLUMNS, "volume_usdt"]), timeframe,
+                       lookback, None, (), None)  # fmt: skip
+    if len(closes) < 2:
+        return replace(empty, waiting=f"the scan needs two symbols with bars, has {len(closes)}")
+    frame = pd.DataFrame(closes).sort_index()
+    frame = frame.iloc[:-1].ffill().tail(lookback)  # the newest row: the bar still open
+    if len(frame) < lookback:
+        return replace(
+            empty, waiting=f"{len(frame)} closed {timeframe} bars of the {lookback} the scan uses"
+        )
+    table = an.scan_pairs(np.log(frame), lookback=lookback, adf_lag=adf_lag)
+    first, last = int(frame.index[0]), int(frame.index[-1])
+    volume = {
+        s: float(b.quote_volume[(b.open_time >= first) & (b.open_time <= last)].sum())
+        for s, b in bars_by_symbol.items()
+    }
+    table["volume_usdt"] = np.minimum(table["y"].map(volume), table["x"].map(volume))
+    return MarketScan(table, timeframe, lookback, last, tuple(table.attrs["skipped"]), None)

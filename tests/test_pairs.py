@@ -4,8 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend.pairs import PairParams, live_stats, needs, slow_stats
+from backend.analytics import scan_pairs
+from backend.exchange.sources import Simulator
+from backend.pairs import PairParams, live_stats, needs, scan_market, slow_stats
 from backend.records import Bars
+from backend.resampling import bars_from_trades
+from tests.conftest import reference_bars
 
 
 def pair_bars(n=900, seed=3):
@@ -90,3 +94,46 @@ def test_hindsight_applies_the_latest_window_to_every_bar():
     ref = np.polyfit(x[-200:], y[-200:], 1)
     np.testing.assert_allclose(live.beta, ref[0], rtol=1e-9)
     np.testing.assert_allclose(live.spread, y - np.polyval(ref, x), rtol=1e-7, atol=1e-12)
+
+
+def test_scan_market_uses_closed_bars_fills_quiet_bars_and_ranks_the_known_pairs():
+    """The market scan against pandas: bars from the simulation's trades, the newest (open)
+    bar left out, a minute without trades at the previous close."""
+    symbols = [f"S{i:02d}USDT" for i in range(8)]
+    sim = Simulator(symbols, seed=4)
+    trades = sim.history(1_765_000_000_000, 6 * 3600)
+    quiet = trades["S07USDT"]  # no trade in one minute of the window
+    keep = (quiet.trade_time_ms // 60_000) != (1_765_000_000_000 // 60_000 - 40)
+    trades["S07USDT"] = quiet.take(np.flatnonzero(keep))
+    bars = {s: bars_from_trades(t, "1m") for s, t in trades.items()}
+    scan = scan_market(bars, "1m", lookback=300)
+
+    ref = {s: reference_bars(t, 60_000).set_index("open_time") for s, t in trades.items()}
+    closes = pd.DataFrame({s: r["close"] for s, r in ref.items()}).sort_index()
+    quiet_bar = ref["S07USDT"].loc[(1_765_000_000_000 // 60_000 - 40) * 60_000]
+    assert quiet_bar["trades"] == 0  # an empty bar at the previous close, as Binance's klines
+    window = closes.iloc[:-1].ffill().iloc[-300:]
+    expected = scan_pairs(np.log(window), lookback=300)
+    pd.testing.assert_frame_equal(scan.table[expected.columns], expected)
+    assert scan.last_closed_ms == window.index[-1] and scan.waiting is None
+    quote = {
+        s: r["quote_volume"].loc[window.index[0] : window.index[-1]].sum() for s, r in ref.items()
+    }
+    row = scan.table.iloc[0]
+    assert row["volume_usdt"] == pytest.approx(min(quote[row["y"]], quote[row["x"]]), rel=1e-9)
+    truth = {frozenset(p) for p in sim.cointegrated_pairs()}
+    assert {
+        frozenset(p) for p in zip(scan.table["y"][:3], scan.table["x"][:3], strict=True)
+    } == truth
+
+
+def test_scan_market_says_what_it_waits_for():
+    sim = Simulator(["AUSDT", "BUSDT", "CUSDT"], seed=1)
+    trades = sim.history(1_765_000_000_000, 30 * 60)
+    bars = {s: bars_from_trades(t, "1m") for s, t in trades.items()}
+    scan = scan_market(bars, "1m", lookback=300)
+    minutes = set().union(*(reference_bars(t, 60_000)["open_time"] for t in trades.values()))
+    closed = len(minutes) - 1  # the newest minute is still open
+    assert scan.table.empty and scan.waiting == f"{closed} closed 1m bars of the 300 the scan uses"
+    one = scan_market({"AUSDT": bars["AUSDT"]}, "1m", lookback=20)
+    assert one.waiting == "the scan needs two symbols with bars, has 1"
