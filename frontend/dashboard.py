@@ -91,6 +91,7 @@ def main(opts: EngineOptions) -> None:
             st.session_state[key] = st.session_state[key]
     pages = [
         st.Page(f"{PAGES_DIR}/live.py", title="Live pair", icon="📈", default=True),
+        st.Page(f"{PAGES_DIR}/scanner.py", title="Pair scanner", icon="🔎"),
         st.Page(f"{PAGES_DIR}/offline.py", title="Offline analysis", icon="📂"),
     ]
     st.navigation(pages).run()
@@ -301,8 +302,9 @@ def sidebar(data, live: bool = True) -> Controls | None:
     if len(symbols) < 2:
         sb.error("Pair analytics needs two symbols; this data has only " + ", ".join(symbols))
         return None
-    y = sb.selectbox("Y (dependent)", symbols, index=min(1, len(symbols) - 1), key="y_symbol")
-    x = sb.selectbox("X (hedge)", symbols, index=0, key="x_symbol")
+    # No default index once a value is set (the scanner opens a pair by setting it).
+    y = sb.selectbox("Y (dependent)", symbols, **_default("y_symbol", min(1, len(symbols) - 1)))
+    x = sb.selectbox("X (hedge)", symbols, **_default("x_symbol", 0))
     if x == y:
         sb.error("Choose two different symbols for Y and X.")
         return None
@@ -351,6 +353,10 @@ def sidebar(data, live: bool = True) -> Controls | None:
     return Controls(
         timeframe, y, x, int(shown), params, adf_mode, float(cooldown), _seconds(chart_choice)
     )
+
+
+def _default(key: str, index: int) -> dict:
+    return {"key": key} if key in st.session_state else {"key": key, "index": index}
 
 
 def rules_editor(sb, symbols: list[str]) -> None:

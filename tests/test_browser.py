@@ -291,3 +291,54 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
         conn.close()
         assert stored.get("1m", 0) >= len([r for r in rows if r["timeframe"] == "1m"])
         assert stored.get("1s", 0) > stored["1m"]
+
+
+SCAN_SYMBOLS = [f"S{i:02d}USDT" for i in range(20)]
+
+
+@pytest.fixture
+def market_dashboard(tmp_path):
+    """20 simulated symbols (7 cointegrated pairs), 330 bars of history: the scan's 300 1m bars
+    are there at start."""
+    symbols = ",".join(SCAN_SYMBOLS)
+    yield from _serve_dashboard(
+        tmp_path, "--source", "simulate", "--symbols", symbols, "--history-bars", "330",
+        "--history-1s", "60",
+    )  # fmt: skip
+
+
+def scanner_rows(page) -> list[list[str]]:
+    """The scanner table's rows as text (the grid's accessible table: the canvas has none)."""
+    rows = page.get_by_test_id("stDataFrame").locator("table tr")
+    out = []
+    for i in range(rows.count()):
+        cells = rows.nth(i).locator("td")
+        out.append([cells.nth(j).inner_text() for j in range(cells.count())])
+    return [r for r in out if r]
+
+
+def test_scanner_ranks_the_cointegrated_pairs_first_and_a_click_opens_one(market_dashboard):
+    from backend.exchange.sources import Simulator
+
+    url, _ = market_dashboard
+    truth = {frozenset(p) for p in Simulator(SCAN_SYMBOLS).cointegrated_pairs()}
+    with chromium_page("scanner") as page:
+        page.goto(f"{url}/scanner")
+        page.get_by_test_id("stDataFrame").first.wait_for(timeout=120_000)
+        rows = wait_until(lambda: scanner_rows(page), 20, "the scanner's rows")
+        ranked = [frozenset(r[:2]) for r in rows]
+        assert set(ranked[: len(truth)]) == truth, ranked[:10]
+        p_values = [float(r[4]) for r in rows]
+        assert p_values == sorted(p_values) and max(p_values) <= 0.05  # the default filter
+        page.get_by_text(f"{len(rows)} of 190 pairs pass the filters").wait_for(timeout=10_000)
+
+        # A click on the first row's marker opens that pair on the live page, on 1m bars.
+        y, x = rows[0][:2]
+        box = page.get_by_test_id("stDataFrame").first.bounding_box()
+        page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # header 35 px, rows 35 px
+        sidebar = page.get_by_test_id("stSidebar")
+        for label, symbol in (("Y (dependent)", y), ("X (hedge)", x)):
+            box = sidebar.get_by_role("combobox", name=label)
+            wait_until(lambda b=box, s=symbol: b.count() and b.input_value() == s, 30, label)
+        wait_until(lambda: metric_text(page, "Hedge ratio β") not in (None, "—"), 30, "β")
+        page.get_by_text("1m history (klines").first.wait_for(timeout=10_000)

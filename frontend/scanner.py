@@ -1,0 +1,105 @@
+"""The scanner page: every pair of the streamed symbols ranked, refreshed as bars close; a
+click on a row opens that pair on the live pair page."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from backend.records import TIMEFRAMES_MS
+
+SCAN_TIMEFRAMES = ("1m", "5m", "1s")  # 1m first: 300 bars of it are five hours, loaded at start
+LIVE_PAGE = "frontend/pages/live.py"
+
+
+def scanner_page(engine) -> None:
+    st.title("Pair scanner")
+    symbols = engine.health().symbols
+    if len(symbols) < 2:
+        st.error(f"The scanner needs two streamed symbols or more; streaming {', '.join(symbols)}.")
+        return
+    sb = st.sidebar
+    sb.header("Scan")
+    timeframe = sb.radio("Bars", SCAN_TIMEFRAMES, horizontal=True, key="scan_timeframe")
+    lookback = int(sb.number_input("Lookback (bars)", 30, 5_000, 300, step=50, key="scan_lookback"))
+    sb.subheader("Filters")
+    max_p = sb.number_input("Max Engle–Granger p", 0.0, 1.0, 0.05, step=0.01, key="scan_max_p")
+    hl_min, hl_max = sb.slider(
+        "Half-life (bars)", 0.0, float(lookback), (0.0, float(lookback)), key="scan_half_life"
+    )
+    min_corr = sb.slider("Min correlation of returns", -1.0, 1.0, -1.0, 0.05, key="scan_min_corr")
+    min_volume = sb.number_input(
+        "Min volume (USDT, the smaller leg, over the window)", 0.0, None, 0.0, step=1e5,
+        key="scan_min_volume",
+    )  # fmt: skip
+    filters = (max_p, hl_min, hl_max, min_corr, min_volume)
+    # A scan changes only when a bar closes: look a few times a bar, send when it changed.
+    every = max(1.0, TIMEFRAMES_MS[timeframe] / 12_000)
+    st.fragment(scan_table, run_every=every)(engine, timeframe, lookback, filters)
+
+
+def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
+    scan = engine.scan(timeframe, lookback)
+    if scan.waiting:
+        st.info(
+            f"Warming up: {scan.waiting}. A shorter lookback or another timeframe starts sooner."
+        )
+        return
+    max_p, hl_min, hl_max, min_corr, min_volume = filters
+    t = scan.table
+    shown = t[
+        (t["eg_pvalue"] <= max_p)
+        & t["half_life"].between(hl_min, hl_max)
+        & (t["corr"] >= min_corr)
+        & (t["volume_usdt"] >= min_volume)
+    ].reset_index(drop=True)
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(scan.last_closed_ms / 1000))
+    skipped = f" · left out (a bar missing): {', '.join(scan.skipped)}" if scan.skipped else ""
+    st.caption(
+        f"{len(shown)} of {len(t)} pairs pass the filters · the last {lookback} closed "
+        f"{timeframe} bars, to the one opened {at} UTC{skipped}. Ranked by the Engle–Granger "
+        "p-value (statsmodels coint, constant, 1 lag). β, α and z are fitted on the whole "
+        "window, its last bar included (hindsight within the window). Click a row to open "
+        "the pair."
+    )
+    event = st.dataframe(
+        shown,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="scan_table",
+        height=min(640, 35 * (len(shown) + 1) + 3),  # up to 17 rows without scrolling
+        column_config={
+            "y": st.column_config.TextColumn("Y", help="dependent: the symbol listed first"),
+            "x": st.column_config.TextColumn("X", help="hedge"),
+            "beta": st.column_config.NumberColumn("β", format="%.4f", help="OLS of log y on log x"),
+            "alpha": st.column_config.NumberColumn("α", format="%.4f"),
+            "eg_pvalue": st.column_config.NumberColumn(
+                f"EG p ({lookback} bars)", format="%.2e", help="Engle–Granger p-value"
+            ),
+            "half_life": st.column_config.NumberColumn(
+                "Half-life (bars)", format="%.1f", help="AR(1) of the spread; inf: no reversion"
+            ),
+            "corr": st.column_config.NumberColumn(
+                f"Corr ({lookback - 1} returns)", format="%.3f", help="Pearson of log returns"
+            ),
+            "z": st.column_config.NumberColumn(
+                "z (last bar)", format="%.2f", help="last spread over the window's sample std"
+            ),
+            "volume_usdt": st.column_config.NumberColumn(
+                "Volume (USDT)", format="%.3e", help="the smaller leg's, over the window"
+            ),
+        },
+    )
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        pair = shown.iloc[rows[0]]
+        open_pair(str(pair["y"]), str(pair["x"]), timeframe, lookback)
+
+
+def open_pair(y: str, x: str, timeframe: str, lookback: int) -> None:
+    """The live pair page on this pair, its bars and its lookback."""
+    st.session_state.update(y_symbol=y, x_symbol=x, timeframe=timeframe, lookback=lookback)
+    st.session_state.pop("scan_table", None)  # back on the scanner, no row stays selected
+    st.switch_page(LIVE_PAGE)
