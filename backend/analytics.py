@@ -796,3 +796,21 @@ def _scan_frame(symbols, iy, ix, columns: dict, skipped) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     frame.attrs["skipped"] = [str(s) for s in skipped]
     return frame
+
+
+def cluster_order(corr: pd.DataFrame) -> list:
+    """The symbols of a correlation matrix in the leaf order of an average-linkage hierarchical
+    clustering on the distance ``1 - corr`` (scipy, with optimal leaf ordering), so that
+    correlated symbols sit next to each other in a heatmap. A NaN correlation (a constant
+    series) counts as uncorrelated."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    labels = list(corr.columns)
+    if len(labels) < 3:
+        return labels
+    distance = 1.0 - np.nan_to_num(corr.to_numpy(dtype=np.float64), nan=0.0)
+    distance = np.clip((distance + distance.T) / 2, 0.0, 2.0)
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), "average", optimal_ordering=True)
+    return [labels[i] for i in leaves_list(tree)]

@@ -249,10 +249,14 @@ class MarketScan:
 
 
 def scan_market(
-    bars_by_symbol: dict[str, Bars], timeframe: str, lookback: int, adf_lag: int = 1
+    bars_by_symbol: dict[str, Bars],
+    timeframe: str,
+    lookback: int,
+    adf_lag: int = 1,
+    newest_is_open: bool = True,
 ) -> MarketScan:
-    """``analytics.scan_pairs`` on closed bars: the newest bar of the market (still open) is
-    left out, closes are aligned on open time, and a symbol without a bar at a time (no
+    """``analytics.scan_pairs`` on closed bars: the newest bar of the market (still open while
+    streaming; ``newest_is_open=False`` for finished data) is left out, closes are aligned on open time, and a symbol without a bar at a time (no
     trade there yet) takes its previous close: the price did not move. ``volume_usdt``: the smaller leg's
     quote volume summed over the window."""
     closes = {s: pd.Series(b.close, index=b.open_time) for s, b in bars_by_symbol.items() if len(b)}
@@ -261,7 +265,9 @@ def scan_market(
     if len(closes) < 2:
         return replace(empty, waiting=f"the scan needs two symbols with bars, has {len(closes)}")
     frame = pd.DataFrame(closes).sort_index()
-    frame = frame.iloc[:-1].ffill().tail(lookback)  # the newest row: the bar still open
+    if newest_is_open:
+        frame = frame.iloc[:-1]
+    frame = frame.ffill().tail(lookback)
     if len(frame) < lookback:
         return replace(
             empty, waiting=f"{len(frame)} closed {timeframe} bars of the {lookback} the scan uses"

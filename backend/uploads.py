@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.csv_export import bars_to_csv
+from backend.pairs import scan_market
 from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, Coverage
 from backend.resampling import SecondBars
 from backend.trade_files import SourceFormatError, parse_agg_trades_csv
@@ -171,7 +172,7 @@ def _to_bars(name: str, symbol: str, cols: dict[str, list]) -> UploadedSymbol:
 
 class UploadedData:
     """Uploaded symbols behind the engine's read interface (``symbols``, ``timeframes``,
-    ``bars``), so the page reads uploads and live data the same way. ``key`` names the files
+    ``bars``, ``scan``), so the page reads uploads and live data the same way. ``key`` names the files
     for caches."""
 
     source = "upload"
@@ -202,6 +203,12 @@ class UploadedData:
             if len(bars):
                 starts[symbol] = int(bars.open_time[0])
         return Coverage(f"{timeframe} bars uploaded", starts)
+
+    def scan(self, timeframe: str, lookback: int, adf_lag: int = 1):
+        """Every pair of the uploaded symbols ranked (``pairs.scan_market``); every uploaded
+        bar is closed."""
+        bars = {s: self.bars(s, timeframe, last=lookback + 1) for s in self.symbols}
+        return scan_market(bars, timeframe, lookback, adf_lag, newest_is_open=False)
 
     def bars(self, symbol: str, timeframe: str, last: int | None = None) -> Bars:
         bars = self._items[symbol].get(timeframe) or Bars.empty(symbol, timeframe)

@@ -189,8 +189,14 @@ def equity_chart(live, slow, shown: slice) -> go.Figure:
     )
 
 
+HEATMAP_LABELLED = 12  # symbols up to which each cell prints its value
+
+
 def heatmap(matrix: pd.DataFrame, title: str = "Correlation of log returns") -> go.Figure:
+    """Cells coloured by correlation; values printed only while they fit (hover shows them)."""
     values = matrix.to_numpy()
+    n = len(matrix)
+    cell = dict(text=np.round(values, 2), texttemplate="%{text}") if n <= HEATMAP_LABELLED else {}
     data = [
         dict(
             type="heatmap",
@@ -200,8 +206,10 @@ def heatmap(matrix: pd.DataFrame, title: str = "Correlation of log returns") -> 
             zmin=-1,
             zmax=1,
             colorscale="RdBu",
-            text=np.round(values, 2),
-            texttemplate="%{text}",
+            hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>",
+            **cell,
         )
     ]
-    return _figure(data, title, "heatmap", 360, xaxis=dict())
+    height = max(360, 16 * n + 140)  # ~16 px a row: 50 symbols stay legible
+    layout = dict(xaxis=dict(tickangle=-60), yaxis=dict(autorange="reversed"))
+    return _figure(data, title, "heatmap", height, **layout)

@@ -768,11 +768,33 @@ def price_charts(yb: Bars, xb: Bars, controls: Controls) -> None:
             )
 
 
+HEATMAP_SHOW = ("all symbols", "top 10 pairs of the scanner", "top 25 pairs of the scanner")
+
+
 def heatmap(data, controls: Controls) -> None:
+    """Correlations of every symbol (or those of the scanner's best pairs), in clustered order
+    so that groups that move together show as blocks."""
     symbols = list(data.symbols)
     if len(symbols) < 2:
         st.info("The heatmap needs at least two symbols.")
         return
+    left, right = st.columns(2)
+    order = left.radio("Order", ["clustered", "as streamed"], horizontal=True, key="heat_order")
+    show = HEATMAP_SHOW[0]
+    if len(symbols) > 2:
+        show = right.selectbox("Symbols", HEATMAP_SHOW, key="heat_show")
+    if show != HEATMAP_SHOW[0]:
+        lookback = int(st.session_state.get("scan_lookback", 300))
+        scan = data.scan(controls.timeframe, lookback)
+        if scan.waiting:
+            st.caption(f"The scanner is warming up ({scan.waiting}): all symbols shown.")
+        else:
+            top = scan.table.head(int(show.split()[1]))
+            symbols = list(dict.fromkeys([*top["y"], *top["x"]]))
+            st.caption(
+                f"The {len(symbols)} symbols of the scanner's {len(top)} best pairs (Engle–Granger "
+                f"p on the last {lookback} closed {controls.timeframe} bars)."
+            )
     window = controls.params.corr_window_bars
     series = {}
     for s in symbols:
@@ -782,12 +804,15 @@ def heatmap(data, controls: Controls) -> None:
 
     def build():
         matrix = an.correlation_matrix({s: frame[s].to_numpy() for s in frame}, window)
+        if order == "clustered":
+            ordered = an.cluster_order(matrix)
+            matrix = matrix.loc[ordered, ordered]
         return charts.heatmap(
             matrix, f"Correlation of log returns, last {window} {controls.timeframe} bars"
         )
 
     version = tuple(frame.index[-1:]) + tuple(frame.iloc[-1].fillna(0)) if len(frame) else ()
-    show_chart("heatmap", controls, version, build)
+    show_chart("heatmap", controls, (version, order, tuple(symbols)), build)
 
 
 # --- alerts ------------------------------------------------------------------------------------

@@ -466,3 +466,26 @@ def test_mackinnon_pvalue_equals_statsmodels_for_each_statistic():
         got = an.mackinnon_pvalue(stats, n_vars)
         expected = [np.nan if np.isnan(s) else mackinnonp(s, "c", n_vars) for s in stats]
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_cluster_order_puts_each_correlated_group_together():
+    """Three groups of symbols driven by their own common factor, columns shuffled: in the
+    clustered order each group is one contiguous run."""
+    rng = np.random.default_rng(5)
+    n = 500
+    groups = {"a": 4, "b": 3, "c": 5}
+    returns = {}
+    for g, size in groups.items():
+        factor = rng.normal(size=n)
+        for i in range(size):
+            returns[f"{g}{i}"] = factor + rng.normal(scale=0.5, size=n)
+    returns["flat"] = np.zeros(n)  # constant: NaN correlations, an outsider
+    names = list(returns)
+    rng.shuffle(names)
+    corr = pd.DataFrame(returns)[names].corr()
+    order = an.cluster_order(corr)
+    assert sorted(order) == sorted(names)
+    for g, size in groups.items():
+        at = [i for i, s in enumerate(order) if s.startswith(g) and s != "flat"]
+        assert at == list(range(at[0], at[0] + size)), (g, order)
+    assert an.cluster_order(corr.iloc[:2, :2]) == list(corr.columns[:2])

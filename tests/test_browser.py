@@ -342,3 +342,23 @@ def test_scanner_ranks_the_cointegrated_pairs_first_and_a_click_opens_one(market
             wait_until(lambda b=box, s=symbol: b.count() and b.input_value() == s, 30, label)
         wait_until(lambda: metric_text(page, "Hedge ratio β") not in (None, "—"), 30, "β")
         page.get_by_text("1m history (klines").first.wait_for(timeout=10_000)
+        # Its heatmap, on the scanner's top 10 pairs, clustered: each cointegrated pair shown
+        # sits side by side (their returns move together; the lone walks' do not).
+        view_button(page, "Heatmap").click()
+        page.get_by_role("combobox", name="Symbols").click()
+        page.get_by_role("option", name="top 10 pairs of the scanner").click()
+        page.get_by_text("best pairs (Engle–Granger").wait_for(timeout=20_000)
+
+        def heatmap_symbols():
+            return page.evaluate(
+                "() => [...document.querySelectorAll('.js-plotly-plot')]"
+                ".map(p => p.data && p.data[0]).filter(d => d && d.type === 'heatmap')"
+                ".map(d => d.x)[0] || null"
+            )
+
+        order = wait_until(heatmap_symbols, 20, "the heatmap")
+        shown = [p for p in truth if p <= set(order)]
+        assert len(shown) == len(truth)  # the 7 cointegrated pairs rank in the top 10
+        for pair in shown:
+            a, b = sorted(order.index(s) for s in pair)
+            assert b == a + 1, (sorted(pair), order)

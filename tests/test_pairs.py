@@ -137,3 +137,18 @@ def test_scan_market_says_what_it_waits_for():
     assert scan.table.empty and scan.waiting == f"{closed} closed 1m bars of the 300 the scan uses"
     one = scan_market({"AUSDT": bars["AUSDT"]}, "1m", lookback=20)
     assert one.waiting == "the scan needs two symbols with bars, has 1"
+
+
+def test_uploaded_bars_scan_the_same_with_their_last_bar_closed():
+    from backend.uploads import UploadedData, UploadedSymbol
+
+    sim = Simulator(["AUSDT", "BUSDT", "CUSDT", "DUSDT"], seed=2)
+    bars = {
+        s: bars_from_trades(t, "1m") for s, t in sim.history(1_765_000_000_000, 3 * 3600).items()
+    }
+    uploaded = UploadedData({s: UploadedSymbol(s, bars=b) for s, b in bars.items()}, key=("t",))
+    scan = uploaded.scan("1m", 100)
+    closes = pd.DataFrame({s: pd.Series(b.close, index=b.open_time) for s, b in bars.items()})
+    expected = scan_pairs(np.log(closes.ffill().iloc[-100:]), lookback=100)
+    pd.testing.assert_frame_equal(scan.table[expected.columns], expected)
+    assert scan.last_closed_ms == int(closes.index[-1])  # nothing is still open in a file
