@@ -14,6 +14,7 @@ from backend.config import (
     ConfigError,
     check_files,
     check_url,
+    market_pick,
     parse_symbols,
 )
 from backend.engine import SOURCES, EngineOptions
@@ -35,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-h", "--help", action="store_true", help="show these options")
     env = os.environ.get  # PAIRDASH_* variables set defaults; flags win
     parser.add_argument("--source", choices=SOURCES, default=env("PAIRDASH_SOURCE", "live"))
-    parser.add_argument("--symbols", default=env("PAIRDASH_SYMBOLS", ",".join(DEFAULT_SYMBOLS)))
+    parser.add_argument(
+        "--symbols",
+        default=env("PAIRDASH_SYMBOLS", ",".join(DEFAULT_SYMBOLS)),
+        help="comma-separated, or top:N / all: the perpetuals with the largest 24 h quote "
+        "volume (live only)",
+    )
     parser.add_argument("--ws-url", default=env("PAIRDASH_WS_URL", DEFAULT_WS_URL))
     parser.add_argument("--rest-url", default=env("PAIRDASH_REST_URL", DEFAULT_REST_URL))
     # Without --db: market.db for live data, market-replay.db / market-simulate.db otherwise.
@@ -68,9 +74,15 @@ def parse_options(argv: list[str]) -> EngineOptions:
         check_files(args.replay_files)
     if args.history_bars < 0 or args.history_1s < 0 or (args.replay_history or 0) < 0:
         raise ConfigError("--history-bars, --history-1s and --replay-history must be >= 0")
+    picked, _ = market_pick(args.symbols)
+    if picked and args.source != "live":
+        raise ConfigError(
+            f"--symbols {args.symbols.strip()} picks from the live market by volume; with "
+            f"--source {args.source} name the symbols (comma-separated)"
+        )
     return EngineOptions(
         source=args.source,
-        symbols=tuple(parse_symbols(args.symbols)),
+        symbols=(args.symbols.strip().lower(),) if picked else tuple(parse_symbols(args.symbols)),
         ws_url=check_url(args.ws_url, ("ws", "wss"), "--ws-url"),
         rest_url=check_url(args.rest_url, ("http", "https"), "--rest-url"),
         db=args.db,

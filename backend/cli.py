@@ -18,6 +18,7 @@ from backend.config import (
     FeedConfig,
     check_files,
     check_url,
+    market_pick,
     parse_symbols,
 )
 from backend.storage import BarStore, StorageError
@@ -69,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("collect", help="ingest live trades and persist 1s/1m/5m bars to SQLite")
-    c.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
+    c.add_argument(
+        "--symbols",
+        default=",".join(DEFAULT_SYMBOLS),
+        help="comma-separated, or top:N / all: the perpetuals with the largest 24 h quote volume",
+    )
     c.add_argument("--ws-url", default=DEFAULT_WS_URL)
     c.add_argument("--rest-url", default=DEFAULT_REST_URL)
     c.add_argument("--db", default=DEFAULT_DB)
@@ -153,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _collect(args) -> int:
     from backend.collector import run_collector
-    from backend.rest import unknown_symbols
+    from backend.rest import pick_symbols, unknown_symbols
 
-    cfg = FeedConfig(
-        symbols=parse_symbols(args.symbols),
-        ws_url=check_url(args.ws_url, ("ws", "wss"), "--ws-url"),
-        rest_url=check_url(args.rest_url, ("http", "https"), "--rest-url"),
-    )
-    unknown = unknown_symbols(cfg.rest_url, cfg.symbols)
+    ws_url = check_url(args.ws_url, ("ws", "wss"), "--ws-url")
+    rest_url = check_url(args.rest_url, ("http", "https"), "--rest-url")
+    picked, top = market_pick(args.symbols)
+    symbols = pick_symbols(rest_url, top) if picked else parse_symbols(args.symbols)
+    cfg = FeedConfig(symbols=symbols, ws_url=ws_url, rest_url=rest_url)
+    unknown = [] if picked else unknown_symbols(cfg.rest_url, cfg.symbols)
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
     BarStore(args.db).close()  # an unusable path fails here, in one line, before any thread

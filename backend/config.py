@@ -31,6 +31,24 @@ class ConfigError(ValueError):
     """Bad user configuration, worded for a one-line error."""
 
 
+_PICK = re.compile(r"^\s*(?:top:(?P<n>[^,]*)|all)\s*$", re.IGNORECASE)
+
+
+def market_pick(text) -> tuple[bool, int | None]:
+    """``"top:20"`` -> (True, 20); ``"all"`` -> (True, None): the symbols are picked from the
+    market by 24 h quote volume at start (``rest.pick_symbols``). A list of symbols ->
+    (False, None)."""
+    match = _PICK.match(text) if isinstance(text, str) else None
+    if match is None:
+        return False, None
+    if match["n"] is None:
+        return True, None
+    n = match["n"].strip()
+    if not n.isdigit() or int(n) < 1:
+        raise ConfigError(f"--symbols top:N needs a whole number N >= 1, got {text.strip()!r}")
+    return True, int(n)
+
+
 def parse_symbols(text: str | list[str] | tuple[str, ...]) -> list[str]:
     """``"btcusdt, ETHUSDT"`` -> ``["BTCUSDT", "ETHUSDT"]``: upper-cased, de-duplicated, checked."""
     items = text.split(",") if isinstance(text, str) else list(text)

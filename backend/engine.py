@@ -17,6 +17,7 @@ from backend.config import (
     SHARED_SAMPLE,
     ConfigError,
     FeedConfig,
+    market_pick,
 )
 from backend.csv_export import BarsCsv
 from backend.history import HistoryLoader, HistoryOptions
@@ -24,7 +25,7 @@ from backend.ingestion import HealthSnapshot, Ingestor
 from backend.pairs import MarketScan, scan_market
 from backend.persistence import resume_from_storage, save_all
 from backend.records import TIMEFRAMES_MS, Bars, Coverage
-from backend.rest import unknown_symbols
+from backend.rest import pick_symbols, unknown_symbols
 from backend.state import StoreSnapshot, TickStore
 from backend.storage import BarStore
 
@@ -107,7 +108,11 @@ class Engine:
         self.unknown_symbols: list[str] = []
         if opts.source != "live" and opts.symbols != DEFAULT_SYMBOLS:
             self.unknown_symbols = missing  # asked for, not in the recording / simulation
-        if opts.source == "live":
+        picked, top = market_pick(symbols[0]) if len(symbols) == 1 else (False, None)
+        if picked:  # "top:N" / "all": by 24 h quote volume, now (app.py allows it live only)
+            symbols = pick_symbols(rest_url, top)
+            log.info("picked %d symbols by 24 h quote volume: %s", len(symbols), symbols[:10])
+        elif opts.source == "live":
             self.unknown_symbols = unknown_symbols(rest_url, symbols, timeout_s=3.0) or []
             symbols = [s for s in symbols if s not in self.unknown_symbols]
             if not symbols:

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode
 
+from backend.config import ConfigError
 from backend.records import Bars, TradeBatch
 from backend.wire import RestFormatError, decode_rest_agg_trades, decode_rest_klines
 
@@ -131,6 +132,33 @@ class RestClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise RestError(f"time has an unexpected shape: {exc}") from exc
 
+    def perpetuals(self) -> set[str]:
+        """Symbols of the perpetual contracts trading now (``exchangeInfo``)."""
+        body = self._get("/fapi/v1/exchangeInfo", {})
+        try:
+            info = json.loads(body)
+            return {
+                s["symbol"]
+                for s in info["symbols"]
+                if s.get("contractType") == "PERPETUAL" and s.get("status") == "TRADING"
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RestError(f"exchangeInfo has an unexpected shape: {exc}") from exc
+
+    def quote_volumes_24h(self) -> dict[str, float]:
+        """Every symbol's quote volume over the last 24 h (``GET /fapi/v1/ticker/24hr`` without a
+        symbol, weight 40). One element of the answer::
+
+            {"symbol": "BTCUSDT", "priceChange": "-94.99", "lastPrice": "90000.10",
+             "volume": "150123.123", "quoteVolume": "13511230000.12", "openTime": 1765770000000,
+             "closeTime": 1765856399999, "count": 3000000, ...}
+        """
+        body = self._get("/fapi/v1/ticker/24hr", {})
+        try:
+            return {t["symbol"]: float(t["quoteVolume"]) for t in json.loads(body)}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RestError(f"ticker/24hr has an unexpected shape: {exc}") from exc
+
     def trading_symbols(self) -> set[str]:
         body = self._get("/fapi/v1/exchangeInfo", {})
         try:
@@ -145,6 +173,18 @@ def _trades(symbol: str, body: bytes) -> TradeBatch:
         return decode_rest_agg_trades(symbol, body)
     except RestFormatError as exc:  # a retry may get a good body; the caller backs off
         raise RestError(str(exc)) from exc
+
+
+def pick_symbols(rest_url: str, top: int | None, timeout_s: float = 10.0) -> list[str]:
+    """The ``top`` perpetuals (all when None) by 24 h quote volume, largest first."""
+    client = RestClient(rest_url, timeout_s)
+    try:
+        listed = client.perpetuals()
+        volumes = client.quote_volumes_24h()
+    except RestError as exc:
+        raise ConfigError(f"cannot pick symbols by volume at {rest_url}: {exc}") from exc
+    ranked = sorted(listed, key=lambda s: (-volumes.get(s, 0.0), s))
+    return ranked if top is None else ranked[:top]
 
 
 def unknown_symbols(rest_url: str, symbols: list[str], timeout_s: float = 5.0) -> list[str] | None:

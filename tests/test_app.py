@@ -33,6 +33,9 @@ def test_history_and_replay_options_reach_the_engine():
         (["--ws-url", "ws://"], "names no host"),
         (["--nope"], "unrecognized arguments: --nope"),
         (["--history-1s", "-5"], "must be >= 0"),
+        (["--source", "simulate", "--symbols", "top:3"], "with --source simulate name the"),
+        (["--symbols", "top:0"], r"top:N needs a whole number N >= 1, got 'top:0'"),
+        (["--symbols", "top:many"], "top:N needs a whole number"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message):
@@ -46,3 +49,9 @@ def test_help_lists_the_options():
     text = APP["build_parser"]().format_help()
     for flag in ("--source", "--replay-history", "--history-bars", "--history-1s"):
         assert flag in text
+
+
+def test_a_market_pick_is_kept_for_the_engine_to_resolve():
+    opts = APP["parse_options"](["--symbols", " TOP:20 "])
+    assert opts.symbols == ("top:20",)
+    assert APP["parse_options"](["--symbols", "all"]).symbols == ("all",)

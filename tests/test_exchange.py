@@ -187,3 +187,48 @@ def test_a_looped_replay_says_its_pass_and_time_shift(exchange_factory, dec_trad
     assert span_ms >= int(eth.trade_time_ms.max() - eth.trade_time_ms.min())
     last = ex.published("ETHUSDT")
     assert int(last.trade_time_ms[-1]) == int(eth.trade_time_ms[-1]) + span_ms
+
+
+def test_symbols_picked_by_24h_quote_volume(exchange_factory, tmp_path):
+    """``top:N`` / ``all``: perpetuals ranked by the ticker's 24 h quote volume, which is the
+    sum of price x quantity of the trades the exchange published in the last 24 h."""
+    from backend.config import ConfigError
+    from backend.exchange.sources import Simulator
+    from backend.rest import RestClient, pick_symbols
+
+    symbols = ["AAAUSDT", "ETHUSDT", "BTCUSDT", "CCCUSDT"]
+    ex = exchange_factory(simulator=Simulator(symbols, seed=3), history_s=1_800)
+
+    def newest_ms(symbol):
+        url = f"{ex.rest_url}/fapi/v1/aggTrades?symbol={symbol}&limit=1"
+        return json.loads(urllib.request.urlopen(url).read())[-1]["T"]
+
+    # The simulation runs on while we ask: the ticker counts the trades published at its
+    # moment, which lies between the newest trade seen just before and just after it.
+    before = {s: newest_ms(s) for s in symbols}
+    tickers = json.loads(urllib.request.urlopen(f"{ex.rest_url}/fapi/v1/ticker/24hr").read())
+    after = {s: newest_ms(s) for s in symbols}
+    volumes = {t["symbol"]: float(t["quoteVolume"]) for t in tickers}
+    assert set(RestClient(ex.rest_url, 5).quote_volumes_24h()) == set(volumes) == set(symbols)
+    for symbol in symbols:  # against every trade served over REST, page by page from the first
+        trades, from_id = [], 0
+        while True:
+            url = f"{ex.rest_url}/fapi/v1/aggTrades?symbol={symbol}&limit=1000&fromId={from_id}"
+            page = json.loads(urllib.request.urlopen(url).read())
+            trades += page
+            if len(page) < 1000 or page[-1]["T"] > after[symbol]:
+                break
+            from_id = page[-1]["a"] + 1
+
+        def served(until_ms, trades=trades):
+            return sum(float(t["p"]) * float(t["q"]) for t in trades if t["T"] <= until_ms)
+
+        low, high = served(before[symbol]), served(after[symbol])
+        assert low * (1 - 1e-9) <= volumes[symbol] <= high * (1 + 1e-9)
+        assert high - low < 0.01 * high  # a few trades apart: the bounds are tight
+    ranked = sorted(symbols, key=lambda s: -volumes[s])
+    assert ranked[:2] == ["BTCUSDT", "ETHUSDT"]  # 90,000 x 12/s and 3,100 x 20/s lead
+    assert pick_symbols(ex.rest_url, 2) == ["BTCUSDT", "ETHUSDT"]
+    assert pick_symbols(ex.rest_url, None) == ranked
+    with pytest.raises(ConfigError, match="cannot pick symbols by volume at http://127.0.0.1:9"):
+        pick_symbols("http://127.0.0.1:9", 3, timeout_s=2)

@@ -2,6 +2,7 @@
 
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -95,6 +96,30 @@ def test_collector_db_equals_reference_through_drops_duplicates_and_junk(
     finally:
         db.close()
     assert "gaps" in proc.stderr and "malformed" in proc.stderr
+
+
+def test_collector_picks_the_top_symbols_by_24h_quote_volume(exchange_factory, tmp_path):
+    """``collect --symbols top:2`` on a 4-symbol market: the two with the largest 24 h quote
+    volume by the exchange's own ticker are collected, and only they."""
+    from backend.exchange.sources import Simulator
+    from backend.rest import RestClient
+
+    ex = exchange_factory(
+        simulator=Simulator(["AAAUSDT", "ETHUSDT", "BBBUSDT", "BTCUSDT"], seed=5), history_s=600
+    )
+    volumes = RestClient(ex.rest_url, 5).quote_volumes_24h()
+    top2 = sorted(volumes, key=lambda s: -volumes[s])[:2]
+    db_path = tmp_path / "market.db"
+    argv = collect_argv(ex, db_path, "--duration", "3")
+    argv[argv.index("--symbols") + 1] = "top:2"
+    proc = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with sqlite3.connect(db_path) as con:
+        stored = {row[0] for row in con.execute("SELECT DISTINCT symbol FROM bars")}
+    assert stored == set(top2) == {"BTCUSDT", "ETHUSDT"}
 
 
 def test_refused_connections_back_off_then_resume(exchange_factory, dec_trades):
@@ -197,6 +222,8 @@ def test_collect_rejects_bad_arguments_in_one_line(exchange_factory, dec_trades,
         (["--flush-interval", "0"], "must be > 0"),
         (["--db", str(tmp_path / "missing" / "x.db")], "cannot open database"),
         (["--db", "/proc/x"], "/proc/x"),
+        (["--symbols", "top:0"], "top:N needs a whole number N >= 1"),
+        (["--symbols", "top:2", "--rest-url", "http://127.0.0.1:9"], "cannot pick symbols by"),
     ]
     for extra, message in cases:
         proc = subprocess.run(

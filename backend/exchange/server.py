@@ -3,7 +3,8 @@ endpoints the client uses, from recorded trades or a simulation, with switchable
 
 One port serves both: WebSocket upgrades on ``/stream?streams=...``, ``/ws/<stream>`` and
 ``/ws`` (+ ``SUBSCRIBE``), also under the routed prefixes ``/market`` and ``/public``; plain HTTP
-``GET /fapi/v1/aggTrades``, ``/fapi/v1/exchangeInfo``, ``/fapi/v1/ping`` and ``/fapi/v1/time``.
+``GET /fapi/v1/aggTrades``, ``/fapi/v1/exchangeInfo``, ``/fapi/v1/ticker/24hr`` (all symbols),
+``/fapi/v1/ping`` and ``/fapi/v1/time``.
 
 Trades are *published* on the exchange's clock (the replay's timeline at ``speed``, or as fast as
 the connected clients read); REST serves every published trade, the streams deliver them only to
@@ -171,6 +172,12 @@ class _Published:
         lo = self.index_at_time(start_ms)
         hi = min(self.index_at_time(end_ms + 1), lo + limit)
         return self.take(np.arange(lo, hi))
+
+    def quote_volume(self, start_ms: int, end_ms: int) -> float:
+        """Sum of price x quantity of the published trades with ``start_ms <= T <= end_ms``."""
+        lo, hi = self.index_at_time(start_ms), self.index_at_time(end_ms + 1)
+        b = self.take(np.arange(lo, hi))
+        return float(np.dot(b.price, b.qty))
 
     def klines(self, timeframe: str, start_ms, end_ms, limit: int) -> Bars:
         """Binance's selection: from ``start_ms`` forward, else the last ``limit`` up to
@@ -393,6 +400,8 @@ class LocalExchange:
             return self._weighed(1, _json_response(HTTPStatus.OK, {"serverTime": self.clock_ms()}))
         if path == "/fapi/v1/exchangeInfo":
             return self._weighed(1, _json_response(HTTPStatus.OK, self._exchange_info()))
+        if path == "/fapi/v1/ticker/24hr" and "symbol" not in query:
+            return self._weighed(40, _json_response(HTTPStatus.OK, self._tickers_24hr()))
         if path not in ("/fapi/v1/aggTrades", "/fapi/v1/klines"):
             return _json_response(HTTPStatus.NOT_FOUND, {"code": -1, "msg": "unknown endpoint"})
         for attr, status in (("rest_418", 418), ("rest_429", 429), ("rest_5xx", 503)):
@@ -443,6 +452,24 @@ class LocalExchange:
         self._weight[minute] = self._weight.get(minute, 0) + weight
         response.headers["X-MBX-USED-WEIGHT-1M"] = str(self._weight[minute])
         return response
+
+    def _tickers_24hr(self) -> list[dict]:
+        """Every symbol's rolling 24 h statistics; only what the client reads is computed
+        (quote volume, trade count, last price), the rest as Binance names it, from trades."""
+        now = self.clock_ms()
+        out = []
+        for s, pub in self._pub.items():
+            last = pub.rows(None, 1)
+            out.append(
+                {
+                    "symbol": s,
+                    "lastPrice": f"{float(last.price[0]):.8f}" if len(last) else "0",
+                    "quoteVolume": f"{pub.quote_volume(now - 86_400_000, now):.8f}",
+                    "openTime": now - 86_400_000,
+                    "closeTime": now,
+                }
+            )
+        return out
 
     def _exchange_info(self) -> dict:
         return {
