@@ -363,3 +363,46 @@ def test_a_burst_of_50k_messages_per_second_for_10_s_is_absorbed_in_bounded_memo
             assert_bars_equal(
                 store.bars(symbol, tf).to_frame(), reference_bars(everything, tf_ms), tf
             )
+
+
+def test_250_simulated_symbols_over_two_connections_every_trade_once(exchange_factory):
+    """The whole-market shape: 250 symbols need two connections (at most 200 streams each).
+    After 8 s of the simulation (~1,250 trades/s in all), every symbol's closed 1s bars equal
+    pandas bars of the trades the exchange published: each trade once, none lost."""
+    from backend.exchange.sources import Simulator
+
+    symbols = [f"S{i:03d}USDT" for i in range(250)]
+    ex = exchange_factory(simulator=Simulator(symbols, seed=9))
+    cfg = feed_config(ex, symbols=symbols)
+    store = TickStore(symbols)
+    ingestor = Ingestor(store, cfg).start()
+    try:
+        assert [len(s.symbols) for s in ingestor.streams] == [200, 50]
+        wait_for(lambda: ingestor.health.snapshot().state == "connected", 20, "connected")
+        time.sleep(8)  # the feed runs; what it delivered is checked below, not timed
+        cut_ms = int(time.time() * 1000) // 1000 * 1000 - 2_000  # seconds closed everywhere
+        published = {s: ex.published(s) for s in symbols}
+        expected = {s: int((b.trade_time_ms < cut_ms).sum()) for s, b in published.items()}
+        wait_for(
+            lambda: all(
+                int(store.bars(s, "1s").trades[store.bars(s, "1s").open_time < cut_ms].sum()) >= n
+                for s, n in expected.items()
+            ),
+            20,
+            "every published trade before the cut",
+        )
+        for s in symbols:
+            # From the first whole second after the stream's first trade (nothing before it
+            # was asked for: no history here) to the cut.
+            mine = store.bars(s, "1s").to_frame()
+            start_ms = int(mine["open_time"].iloc[0]) + 1_000
+            mine = mine[(mine["open_time"] >= start_ms) & (mine["open_time"] < cut_ms)]
+            t = published[s].trade_time_ms
+            trades = published[s].take(np.flatnonzero((t >= start_ms) & (t < cut_ms)))
+            ref = reference_bars(trades, 1_000)  # from its first trade's second to its last
+            inside = mine["open_time"].between(ref["open_time"].iloc[0], ref["open_time"].iloc[-1])
+            assert (mine.loc[~inside, "trades"] == 0).all()  # ours: empty seconds around them
+            assert_bars_equal(mine[inside].reset_index(drop=True), ref, s)
+        assert sum(expected.values()) > 250 * 5 * 4  # ~5 trades/s each for > 4 s
+    finally:
+        ingestor.stop()
