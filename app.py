@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 from backend.config import (
+    DEFAULT_KEEP_1S_H,
     DEFAULT_REST_URL,
     DEFAULT_SYMBOLS,
     DEFAULT_WS_URL,
     ConfigError,
     check_files,
     check_url,
+    keep_1s_seconds,
     market_pick,
     parse_symbols,
 )
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--history-1s", type=float, default=float(env("PAIRDASH_HISTORY_1S", "900"))
     )
+    parser.add_argument(
+        "--keep-1s",
+        type=float,
+        default=float(env("PAIRDASH_KEEP_1S", str(DEFAULT_KEEP_1S_H))),
+        metavar="HOURS",
+        help="1s bars kept in memory (older ones stay as 1m/5m bars and in the database; "
+        "0 keeps all)",
+    )
     return parser
 
 
@@ -70,6 +80,7 @@ def parse_options(argv: list[str]) -> EngineOptions:
     args = build_parser().parse_args(argv)
     if args.help:
         raise HelpRequested
+    keep_1s_seconds(args.keep_1s)  # a bad value fails here, in one line
     if args.replay_files:
         check_files(args.replay_files)
     if args.history_bars < 0 or args.history_1s < 0 or (args.replay_history or 0) < 0:
@@ -91,6 +102,7 @@ def parse_options(argv: list[str]) -> EngineOptions:
         replay_history_s=args.replay_history,
         history_bars=args.history_bars,
         history_1s_s=args.history_1s,
+        keep_1s_h=args.keep_1s,
     )
 
 

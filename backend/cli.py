@@ -9,6 +9,7 @@ import threading
 
 from backend.config import (
     DEFAULT_DB,
+    DEFAULT_KEEP_1S_H,
     DEFAULT_REST_URL,
     DEFAULT_SYMBOLS,
     DEFAULT_WS_URL,
@@ -18,6 +19,7 @@ from backend.config import (
     FeedConfig,
     check_files,
     check_url,
+    keep_1s_seconds,
     market_pick,
     parse_symbols,
 )
@@ -90,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume exactly (backfilling the outage) if the last save is at most this old",
     )
     _history_flags(c)
+    c.add_argument(
+        "--keep-1s",
+        type=_positive(float),
+        default=DEFAULT_KEEP_1S_H,
+        metavar="HOURS",
+        help="1s bars kept in memory (the database keeps all; 0 keeps all in memory too)",
+    )
 
     k = sub.add_parser(
         "soak", help="local exchange + collector at a fixed rate; reports each minute"
@@ -164,7 +173,14 @@ def _collect(args) -> int:
     rest_url = check_url(args.rest_url, ("http", "https"), "--rest-url")
     picked, top = market_pick(args.symbols)
     symbols = pick_symbols(rest_url, top) if picked else parse_symbols(args.symbols)
-    cfg = FeedConfig(symbols=symbols, ws_url=ws_url, rest_url=rest_url)
+    # The collector stores bars only: no mark-price stream.
+    cfg = FeedConfig(
+        symbols=symbols,
+        ws_url=ws_url,
+        rest_url=rest_url,
+        funding=False,
+        keep_1s_s=keep_1s_seconds(args.keep_1s),
+    )
     unknown = [] if picked else unknown_symbols(cfg.rest_url, cfg.symbols)
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")

@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from backend.config import RESUME_MAX_AGE_S, FeedConfig
+from backend.config import RESUME_MAX_AGE_S, FeedConfig, tick_capacity
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import Ingestor
 from backend.persistence import BarFlusher, resume_from_storage
@@ -34,7 +34,9 @@ def run_collector(
     """
     history = history or HistoryOptions()
     db = BarStore(db_path)
-    store = TickStore(cfg.symbols, cfg.tick_capacity)
+    store = TickStore(
+        cfg.symbols, tick_capacity(len(cfg.symbols), cfg.tick_capacity), cfg.keep_1s_s
+    )
     resumed = resume_from_storage(store, db, resume_max_age_s, history.seconds_1s)
     ingestor = Ingestor(store, cfg)
     loader = HistoryLoader(store, ingestor.rest, ingestor.backfiller, history, resumed)

@@ -24,7 +24,25 @@ SHARED_SAMPLE = (
     / "data"
     / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
 )
+DEFAULT_KEEP_1S_H = 6.0  # 1s bars kept in memory; older ones live on as 1m/5m bars (and in the db)
+# Ticks held in memory over all symbols (30 bytes each: 240 MB at most); the tick strip and
+# the tick CSV need only the recent ones, so many symbols share it.
+TICK_BUDGET = 8_000_000
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
+
+
+def tick_capacity(n_symbols: int, per_symbol: int = 2_000_000) -> int:
+    """Ticks kept per symbol: ``per_symbol``, or an equal share of ``TICK_BUDGET``."""
+    return max(10_000, min(per_symbol, TICK_BUDGET // max(1, n_symbols)))
+
+
+def keep_1s_seconds(hours: float) -> int | None:
+    """``--keep-1s HOURS`` as seconds; 0 keeps every second (None)."""
+    if hours == 0:
+        return None
+    if not hours * 3600 >= 300:
+        raise ConfigError("--keep-1s must be 0 (keep all) or at least 0.0834 hours (5 minutes)")
+    return int(hours * 3600)
 
 
 class ConfigError(ValueError):
@@ -104,3 +122,5 @@ class FeedConfig:
     backoff_max_s: float = 30.0
     connect_timeout_s: float = 10.0
     rest_timeout_s: float = 10.0
+    funding: bool = True  # also stream mark prices and funding rates
+    keep_1s_s: int | None = int(DEFAULT_KEEP_1S_H * 3600)  # None: keep every 1s bar

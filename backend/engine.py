@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from backend.config import (
     DEFAULT_DB,
+    DEFAULT_KEEP_1S_H,
     DEFAULT_REST_URL,
     DEFAULT_SYMBOLS,
     DEFAULT_WS_URL,
@@ -17,16 +18,18 @@ from backend.config import (
     SHARED_SAMPLE,
     ConfigError,
     FeedConfig,
+    keep_1s_seconds,
     market_pick,
+    tick_capacity,
 )
 from backend.csv_export import BarsCsv
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import HealthSnapshot, Ingestor
-from backend.pairs import MarketScan, scan_market
+from backend.pairs import MarketScan, PairCarry, pair_carry, scan_market, with_carry
 from backend.persistence import resume_from_storage, save_all
 from backend.records import TIMEFRAMES_MS, Bars, Coverage
 from backend.rest import pick_symbols, unknown_symbols
-from backend.state import StoreSnapshot, TickStore
+from backend.state import FundingSnapshot, StoreSnapshot, TickStore
 from backend.storage import BarStore
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,8 @@ class EngineOptions:
     replay_history_s: float | None = None  # None: all but the recording's last hour
     history_bars: int = 1000
     history_1s_s: float = 900.0
-    tick_capacity: int = 2_000_000
+    tick_capacity: int = 2_000_000  # per symbol, at most (config.tick_capacity shares a budget)
+    keep_1s_h: float = DEFAULT_KEEP_1S_H
 
     @property
     def history(self) -> HistoryOptions:
@@ -120,7 +124,11 @@ class Engine:
                     f"none of the symbols {', '.join(opts.symbols)} is listed at {rest_url}"
                 )
         self.symbols = symbols
-        self.store = TickStore(symbols, opts.tick_capacity)
+        self.store = TickStore(
+            symbols,
+            tick_capacity(len(symbols), opts.tick_capacity),
+            keep_1s_seconds(opts.keep_1s_h),
+        )
         self.cfg = FeedConfig(symbols=symbols, ws_url=ws_url, rest_url=rest_url)
         self.resumed: dict[str, int] = {}
         if opts.source == "live":
@@ -217,7 +225,16 @@ class Engine:
         bars = {s: self.store.bars(s, timeframe, last=lookback + 2) for s in self.symbols}
         newest = max((int(b.open_time[-1]) for b in bars.values() if len(b)), default=None)
         key = ("scan", timeframe, lookback, adf_lag, newest)
-        return self.cached(key, lambda: scan_market(bars, timeframe, lookback, adf_lag))
+        scan = self.cached(key, lambda: scan_market(bars, timeframe, lookback, adf_lag))
+        return with_carry(scan, self.funding())  # rates move every second: not cached
+
+    def funding(self) -> FundingSnapshot:
+        """The latest mark price, index and funding rate of each symbol, and its interval."""
+        return self.ingestor.marks.snapshot()
+
+    def carry(self, y: str, x: str, beta: float) -> PairCarry | None:
+        """Funding carry of long y / short ``beta`` x and the reverse (``pairs.pair_carry``)."""
+        return pair_carry(self.funding(), y, x, beta)
 
     def coverage(self, timeframe: str) -> Coverage:
         """How far back ``timeframe`` reaches per symbol, and the 1s history's progress."""

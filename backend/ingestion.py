@@ -21,13 +21,20 @@ import websocket
 
 from backend.config import MAX_STREAMS_PER_CONNECTION, FeedConfig
 from backend.rest import AGG_TRADES_LIMIT, RestClient, RestError
-from backend.state import TickStore
-from backend.wire import FrameDecoder, stream_name
+from backend.state import MarkBook, TickStore
+from backend.wire import (
+    ALL_MARKS_STREAM,
+    FrameDecoder,
+    MarkDecoder,
+    mark_stream_name,
+    stream_name,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_FRAMES = 2048  # decode at most this many frames at once (bounds latency and memory)
 _POLL_S = 0.2  # how often an idle reader looks at the stop flag and the ping timer
+MARK_ARRAY_FROM = 50  # from this many symbols on, the all-market mark-price array
 
 
 class Backoff:
@@ -230,24 +237,14 @@ class Backfiller(threading.Thread):
                 self._store.history_caught_up(symbol)
 
 
-class StreamClient(threading.Thread):
-    """One WebSocket connection's worth of symbols (at most 200 streams), kept alive forever."""
+class _Connection(threading.Thread):
+    """One WebSocket connection kept alive forever: connect, read frames in batches, ping when
+    idle, rotate before 24 h, reconnect with backoff. Subclasses say what a connect means
+    (``_on_connect``) and what to do with a batch of frames (``_flush``)."""
 
-    def __init__(
-        self,
-        symbols: list[str],
-        store: TickStore,
-        backfiller: Backfiller,
-        health: FeedHealth,
-        cfg: FeedConfig,
-    ) -> None:
-        super().__init__(name=f"stream-{symbols[0]}", daemon=True)
-        if len(symbols) > MAX_STREAMS_PER_CONNECTION:
-            raise ValueError("at most 200 streams per connection")
-        self.symbols = symbols
-        self.url = f"{cfg.ws_url}/stream?streams=" + "/".join(stream_name(s) for s in symbols)
-        self._store, self._backfiller, self._health, self._cfg = store, backfiller, health, cfg
-        self._decoder = FrameDecoder(symbols)
+    def __init__(self, name: str, url: str, health: FeedHealth, cfg: FeedConfig) -> None:
+        super().__init__(name=name, daemon=True)
+        self.url, self._health, self._cfg = url, health, cfg
         self._stop_flag = threading.Event()
         self._ws: websocket.WebSocket | None = None
         self.connections = 0
@@ -280,10 +277,14 @@ class StreamClient(threading.Thread):
         ws = websocket.WebSocket(skip_utf8_validation=True)
         ws.connect(self.url, timeout=self._cfg.connect_timeout_s)
         self.connections += 1
-        # Trades published while we were away are fetched from the last held id.
-        for symbol in self.symbols:
-            self._backfiller.request(symbol, tail=True)
+        self._on_connect()
         return ws
+
+    def _on_connect(self) -> None:
+        pass
+
+    def _flush(self, frames: list[bytes]) -> None:
+        raise NotImplementedError
 
     def _read(self, ws: websocket.WebSocket, backoff: Backoff) -> None:
         frames: list[bytes] = []
@@ -341,6 +342,39 @@ class StreamClient(threading.Thread):
         log.info("stream %s rotated to a new connection", self.name)
         return fresh
 
+    @staticmethod
+    def _close(ws: websocket.WebSocket | None) -> None:
+        if ws is not None:
+            try:
+                ws.close(timeout=1)
+            except Exception:  # closing a broken socket may fail in many ways; it is gone
+                ws.shutdown()
+
+
+class StreamClient(_Connection):
+    """The aggTrade streams of at most 200 symbols on one connection."""
+
+    def __init__(
+        self,
+        symbols: list[str],
+        store: TickStore,
+        backfiller: Backfiller,
+        health: FeedHealth,
+        cfg: FeedConfig,
+    ) -> None:
+        if len(symbols) > MAX_STREAMS_PER_CONNECTION:
+            raise ValueError("at most 200 streams per connection")
+        url = f"{cfg.ws_url}/stream?streams=" + "/".join(stream_name(s) for s in symbols)
+        super().__init__(f"stream-{symbols[0]}", url, health, cfg)
+        self.symbols = symbols
+        self._store, self._backfiller = store, backfiller
+        self._decoder = FrameDecoder(symbols)
+
+    def _on_connect(self) -> None:
+        # Trades published while we were away are fetched from the last held id.
+        for symbol in self.symbols:
+            self._backfiller.request(symbol, tail=True)
+
     def _flush(self, frames: list[bytes]) -> None:
         """Decode and store the frames read so far; empties ``frames``."""
         if not frames:
@@ -361,13 +395,40 @@ class StreamClient(threading.Thread):
         if dups:
             self._health.add(duplicates=dups)
 
-    @staticmethod
-    def _close(ws: websocket.WebSocket | None) -> None:
-        if ws is not None:
-            try:
-                ws.close(timeout=1)
-            except Exception:  # closing a broken socket may fail in many ways; it is gone
-                ws.shutdown()
+
+class MarkPriceClient(_Connection):
+    """Mark price, index price and funding rate of the watched symbols, every second: one
+    stream per symbol, or past ``MARK_ARRAY_FROM`` symbols the all-market array (one frame a
+    second instead of one per symbol). Each connect also reads the funding intervals."""
+
+    def __init__(
+        self, symbols: list[str], book: MarkBook, rest: RestClient, health: FeedHealth, cfg
+    ) -> None:
+        if len(symbols) >= MARK_ARRAY_FROM:
+            streams = [ALL_MARKS_STREAM]
+        else:
+            streams = [mark_stream_name(s) for s in symbols]
+        super().__init__(
+            "mark-price", f"{cfg.ws_url}/stream?streams=" + "/".join(streams), health, cfg
+        )
+        self.symbols, self._book, self._rest = symbols, book, rest
+        self._decoder = MarkDecoder(symbols)
+
+    def _on_connect(self) -> None:
+        try:
+            self._book.set_intervals(self._rest.funding_intervals(self.symbols))
+        except RestError as exc:  # carry waits for the intervals; the next connect asks again
+            self._health.set(last_error=f"fundingInfo: {exc}")
+            log.warning("funding intervals unavailable (%s); carry is not shown until known", exc)
+
+    def _flush(self, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        marks, skipped = self._decoder.decode(frames)
+        n = len(frames)
+        frames.clear()
+        self._book.update(marks)
+        self._health.on_frames(n, dict(skipped), None)
 
 
 class _Readiness:
@@ -400,18 +461,30 @@ class Ingestor:
             for i in range(0, len(cfg.symbols), MAX_STREAMS_PER_CONNECTION)
         ]
         self.streams = [StreamClient(g, store, self.backfiller, self.health, cfg) for g in groups]
+        self.marks = MarkBook()
+        self.mark_health = FeedHealth()  # apart: its frames are not trades
+        self.mark_client = (
+            MarkPriceClient(cfg.symbols, self.marks, self.rest, self.mark_health, cfg)
+            if cfg.funding
+            else None
+        )
+
+    @property
+    def _threads(self) -> list[threading.Thread]:
+        extra = [self.mark_client] if self.mark_client is not None else []
+        return [*self.streams, *extra]
 
     def start(self) -> Ingestor:
         self.backfiller.start()
-        for s in self.streams:
-            s.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        for s in self.streams:
-            s.stop()
+        for t in self._threads:
+            t.stop()
         self.backfiller.stop()
-        for t in (*self.streams, self.backfiller):
+        for t in (*self._threads, self.backfiller):
             t.join(timeout_s)
 
     def settle(self, timeout_s: float) -> bool:

@@ -28,6 +28,7 @@ import pandas as pd
 from backend import analytics as an
 from backend.records import TIMEFRAMES_MS, Bars
 from backend.resampling import align
+from backend.state import FundingSnapshot
 
 REGRESSION_METHODS = ("ols", "huber", "theil-sen", "kalman")
 BARS_PER_YEAR = {tf: 365 * 24 * 3600 * 1000 / ms for tf, ms in TIMEFRAMES_MS.items()}
@@ -280,3 +281,68 @@ def scan_market(
     }
     table["volume_usdt"] = np.minimum(table["y"].map(volume), table["x"].map(volume))
     return MarketScan(table, timeframe, lookback, last, tuple(table.attrs["skipped"]), None)
+
+
+@dataclass(frozen=True)
+class PairCarry:
+    """Funding of the spread position at the latest mark-price update of each leg."""
+
+    long_bps_day: float  # long y, short beta x: earned per day, bps of y's notional (< 0: paid)
+    short_bps_day: float  # short y, long beta x
+    rate_y: float  # funding rate per interval (fraction)
+    rate_x: float
+    interval_y_h: int
+    interval_x_h: int
+    basis_y_bps: float  # (mark - index) / index
+    basis_x_bps: float
+    as_of_ms: int  # the older of the two legs' updates
+
+
+def notional_beta(beta: float, log_prices: bool, y: Bars, x: Bars) -> float:
+    """The hedge as a notional ratio (x's notional per 1 of y's): ``beta`` itself for a fit on
+    log prices; for a fit on prices (``beta`` units of x per unit of y),
+    ``beta * price_x / price_y`` at the last closes."""
+    if log_prices:
+        return beta
+    if not len(y) or not len(x):
+        return math.nan
+    return beta * float(x.close[-1]) / float(y.close[-1])
+
+
+def pair_carry(funding: FundingSnapshot, y: str, x: str, beta: float) -> PairCarry | None:
+    """The carry of long y / short ``beta`` x and the reverse, or None until both legs have a
+    mark price and a funding interval (``analytics.funding_carry_bps_per_day``)."""
+    my, mx = funding.marks.get(y), funding.marks.get(x)
+    hy, hx = funding.interval_h.get(y), funding.interval_h.get(x)
+    if my is None or mx is None or hy is None or hx is None or not math.isfinite(beta):
+        return None
+    carry = float(an.funding_carry_bps_per_day(my.funding_rate, hy, mx.funding_rate, hx, beta))
+    return PairCarry(
+        carry,
+        -carry,
+        my.funding_rate,
+        mx.funding_rate,
+        hy,
+        hx,
+        float(an.basis_bps(my.mark_price, my.index_price)),
+        float(an.basis_bps(mx.mark_price, mx.index_price)),
+        min(my.event_time_ms, mx.event_time_ms),
+    )
+
+
+def with_carry(scan: MarketScan, funding: FundingSnapshot) -> MarketScan:
+    """The scan with ``carry_bps_day``: each pair's carry, long y / short beta x, at the current
+    funding rates (NaN where a leg has no mark price or interval yet)."""
+    table = scan.table
+    if table.empty:
+        return replace(scan, table=table.assign(carry_bps_day=pd.Series(dtype=float)))
+    rate = {s: m.funding_rate for s, m in funding.marks.items()}
+    hours = funding.interval_h
+    carry = an.funding_carry_bps_per_day(
+        table["y"].map(rate).astype(float),
+        table["y"].map(hours).astype(float),
+        table["x"].map(rate).astype(float),
+        table["x"].map(hours).astype(float),
+        table["beta"].to_numpy(float),
+    )
+    return replace(scan, table=table.assign(carry_bps_day=np.asarray(carry)))

@@ -206,3 +206,16 @@ class Coverage:
     label: str
     starts: dict[str, int]  # symbol -> first bar's open time, ms
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    """One ``markPriceUpdate`` of a perpetual: mark and index price, the funding rate that will
+    be charged at ``next_funding_time_ms`` (a fraction per funding interval, not a percent)."""
+
+    symbol: str
+    event_time_ms: int
+    mark_price: float
+    index_price: float
+    funding_rate: float
+    next_funding_time_ms: int

@@ -71,6 +71,7 @@ class SecondBars:
         self._cap = max(16, capacity_s)
         self._cols = self._alloc(self._cap)
         self._dirty_from: int | None = None  # first index changed since take_dirty()
+        self._seed_close = np.nan  # close of the last traded second dropped by drop_before()
 
     @staticmethod
     def _alloc(n: int) -> dict[str, np.ndarray]:
@@ -176,12 +177,41 @@ class SecondBars:
             since_s = since_ms // 1000 // tf_s * tf_s
             # Read from the previous traded second so that a flat bar knows its close.
             start = min(max(0, since_s - self.origin_s), self.length)
+        return self._range(timeframe, start, self.length)
+
+    def drop_before(self, cut_s: int) -> dict[str, Bars]:
+        """Forget the seconds before ``cut_s`` (a multiple of 300, so every 1m and 5m bar is
+        whole on one side). Returns the 1m and 5m bars of the dropped seconds, for the caller
+        to keep; bars read afterwards are unchanged from that point on."""
+        if self.origin_s is None or cut_s <= self.origin_s or cut_s % 300:
+            raise ValueError("cut must be a 5-minute boundary after the first second held")
+        k = min(cut_s - self.origin_s, self.length)
+        folded = {tf: self._range(tf, 0, k) for tf in ("1m", "5m")}
+        traded = np.flatnonzero(self._cols["first_id"][:k] != _EMPTY_ID)
+        if len(traded):
+            self._seed_close = float(self._cols["close"][traded[-1]])
+        # Room for as many seconds as were dropped and a little more: the next fold comes
+        # before the arrays must grow, so they stay at the bound instead of doubling past it.
+        self._cap = max(16, self.length + 300)
+        fresh = self._alloc(self._cap)
+        for name, col in self._cols.items():  # new arrays: the dropped memory is freed
+            fresh[name][: self.length - k] = col[k : self.length]
+        self._cols = fresh
+        self.origin_s, self.length = cut_s, self.length - k
+        if self._dirty_from is not None:
+            self._dirty_from = max(0, self._dirty_from - k)
+        return folded
+
+    def _range(self, timeframe: str, start: int, end: int) -> Bars:
+        """Bars of ``timeframe`` from the seconds at indices ``start..end-1``."""
+        tf_s = TIMEFRAMES_MS[timeframe] // 1000
         lead = 0
-        prev_close = np.nan
+        prev_close = self._seed_close
         if start > 0:
             traded = np.flatnonzero(self._cols["first_id"][:start] != _EMPTY_ID)
-            prev_close = self._cols["close"][traded[-1]] if len(traded) else np.nan
-        cols = {name: col[start : self.length] for name, col in self._cols.items()}
+            if len(traded):
+                prev_close = self._cols["close"][traded[-1]]
+        cols = {name: col[start:end] for name, col in self._cols.items()}
         first_s = self.origin_s + start
         if tf_s > 1:
             lead = first_s % tf_s

@@ -36,6 +36,9 @@ def klines_weight(limit: int) -> int:
     return 10
 
 
+DEFAULT_FUNDING_INTERVAL_H = 8  # what fundingInfo leaves out
+
+
 class RestError(RuntimeError):
     """A REST call that did not return data; ``retry_after_s`` when the server said when."""
 
@@ -158,6 +161,21 @@ class RestClient:
             return {t["symbol"]: float(t["quoteVolume"]) for t in json.loads(body)}
         except (ValueError, KeyError, TypeError) as exc:
             raise RestError(f"ticker/24hr has an unexpected shape: {exc}") from exc
+
+    def funding_intervals(self, symbols: list[str]) -> dict[str, int]:
+        """Each symbol's funding interval in hours. ``GET /fapi/v1/fundingInfo`` lists only the
+        symbols whose interval or cap was adjusted; every other one settles every 8 h::
+
+            [{"symbol": "BLZUSDT", "adjustedFundingRateCap": "0.02500000",
+              "adjustedFundingRateFloor": "-0.02500000", "fundingIntervalHours": 4,
+              "disclaimer": false}]
+        """
+        body = self._get("/fapi/v1/fundingInfo", {})
+        try:
+            listed = {i["symbol"]: int(i["fundingIntervalHours"]) for i in json.loads(body)}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RestError(f"fundingInfo has an unexpected shape: {exc}") from exc
+        return {s: listed.get(s, DEFAULT_FUNDING_INTERVAL_H) for s in symbols}
 
     def trading_symbols(self) -> set[str]:
         body = self._get("/fapi/v1/exchangeInfo", {})

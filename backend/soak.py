@@ -82,6 +82,7 @@ def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
         ws_url=f"ws://127.0.0.1:{port}/market",
         rest_url=f"http://127.0.0.1:{port}",
         tick_capacity=opts.tick_capacity,
+        funding=False,  # the soak measures the trade feed and its bars
     )
     db = BarStore(db_path)
     store = TickStore(symbols, opts.tick_capacity)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.gaps import IdLedger
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, ResumePoint, TradeBatch
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, MarkPrice, ResumePoint, TradeBatch
 from backend.resampling import SecondBars
 
 # 30 bytes a tick: float64 price and qty; uint32 offsets of time, aggregate id and first trade id
@@ -251,10 +251,22 @@ class _SymbolState:
         return self.resume
 
 
-class TickStore:
-    """Ticks, live 1s bars and id ledgers of the watched symbols behind one lock."""
+TRIM_EVERY_S = 1800  # 1s bars past the bound are folded away half an hour at a time
+_FOLD_S = 300  # fold at 5-minute boundaries: every 1m and 5m bar stays whole
 
-    def __init__(self, symbols: list[str], tick_capacity: int = 2_000_000) -> None:
+
+class TickStore:
+    """Ticks, live 1s bars and id ledgers of the watched symbols behind one lock.
+
+    ``keep_1s_s`` bounds memory: 1s bars older than that are folded into the symbol's 1m and
+    5m bars (kept) and forgotten; None keeps every second."""
+
+    def __init__(
+        self, symbols: list[str], tick_capacity: int = 2_000_000, keep_1s_s: int | None = None
+    ) -> None:
+        if keep_1s_s is not None and keep_1s_s < _FOLD_S:
+            raise ValueError("keep at least 5 minutes of 1s bars")
+        self._keep_1s_s = keep_1s_s
         self._lock = threading.Lock()
         self._version = 0
         self._state = {s: _SymbolState(s, tick_capacity) for s in symbols}
@@ -286,6 +298,8 @@ class TickStore:
                 st.min_id = low if st.min_id is None else min(st.min_id, low)
                 st.ticks.append(batch)
                 st.bars.add(batch)
+                if self._keep_1s_s and st.bars.length > self._keep_1s_s + TRIM_EVERY_S:
+                    self._fold_old_seconds(st)
                 if st.first_price is None:
                     st.first_price = float(batch.price[0])
                 if st.last_time is None or int(batch.agg_id[-1]) == st.ledger.max_id:
@@ -293,6 +307,23 @@ class TickStore:
                     st.last_time = int(batch.trade_time_ms[-1])
                 self._version += 1
             return IngestResult(len(batch), admission.duplicates, admission.new_gaps)
+
+    def _fold_old_seconds(self, st: _SymbolState) -> None:
+        """Fold the 1s bars older than the bound into 1m/5m bars, but only seconds every trade
+        of which is held (before the first open gap): a trade backfilled later must still find
+        its second."""
+        seconds = st.bars
+        cut_s = seconds.origin_s + seconds.length - self._keep_1s_s
+        point = st.resume_point()
+        if point is None or (st.history is not None and st.history.last_id is None):
+            return  # completeness unknown, or the 1s history is still loading
+        cut_s = min(cut_s, point.open_time_ms // 1000) // _FOLD_S * _FOLD_S
+        if cut_s <= seconds.origin_s:
+            return
+        for tf, folded in seconds.drop_before(cut_s).items():
+            # What bars() showed: the klines before the first built bar, then the built ones.
+            held = st.klines.get(tf)
+            st.klines[tf] = _before(held, folded, None) if held is not None else folded
 
     @staticmethod
     def _count_repeats(st: _SymbolState, ids: np.ndarray, admission) -> None:
@@ -498,3 +529,40 @@ def _before(klines: Bars, built: Bars, since_ms: int | None) -> Bars:
         return built
     head = klines.slice(lo, hi)
     return Bars.concat([head, built]) if len(built) else head
+
+
+@dataclass(frozen=True, slots=True)
+class FundingSnapshot:
+    """The latest mark price of each symbol and each symbol's funding interval (hours);
+    a symbol is absent until known. ``updates`` counts mark prices received."""
+
+    marks: dict[str, MarkPrice]
+    interval_h: dict[str, int]
+    updates: int
+
+
+class MarkBook:
+    """The latest mark price, index price and funding rate of each watched symbol, written by
+    the mark-price stream thread, read as a ``FundingSnapshot``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marks: dict[str, MarkPrice] = {}
+        self._interval_h: dict[str, int] = {}
+        self._updates = 0
+
+    def update(self, marks: list[MarkPrice]) -> None:
+        with self._lock:
+            for m in marks:
+                held = self._marks.get(m.symbol)
+                if held is None or m.event_time_ms >= held.event_time_ms:
+                    self._marks[m.symbol] = m
+            self._updates += len(marks)
+
+    def set_intervals(self, interval_h: dict[str, int]) -> None:
+        with self._lock:
+            self._interval_h.update(interval_h)
+
+    def snapshot(self) -> FundingSnapshot:
+        with self._lock:
+            return FundingSnapshot(dict(self._marks), dict(self._interval_h), self._updates)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.csv_export import bars_to_csv
-from backend.pairs import scan_market
+from backend.pairs import scan_market, with_carry
 from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, Coverage
 from backend.resampling import SecondBars
+from backend.state import FundingSnapshot
 from backend.trade_files import SourceFormatError, parse_agg_trades_csv
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -172,7 +173,7 @@ def _to_bars(name: str, symbol: str, cols: dict[str, list]) -> UploadedSymbol:
 
 class UploadedData:
     """Uploaded symbols behind the engine's read interface (``symbols``, ``timeframes``,
-    ``bars``, ``scan``), so the page reads uploads and live data the same way. ``key`` names the files
+    ``bars``, ``scan``, ``funding``, ``carry``), so the page reads uploads and live data the same way. ``key`` names the files
     for caches."""
 
     source = "upload"
@@ -208,7 +209,15 @@ class UploadedData:
         """Every pair of the uploaded symbols ranked (``pairs.scan_market``); every uploaded
         bar is closed."""
         bars = {s: self.bars(s, timeframe, last=lookback + 1) for s in self.symbols}
-        return scan_market(bars, timeframe, lookback, adf_lag, newest_is_open=False)
+        scan = scan_market(bars, timeframe, lookback, adf_lag, newest_is_open=False)
+        return with_carry(scan, self.funding())
+
+    def funding(self) -> FundingSnapshot:
+        """Uploads carry no mark prices: nothing to compute carry from."""
+        return FundingSnapshot({}, {}, 0)
+
+    def carry(self, y: str, x: str, beta: float) -> None:
+        return None
 
     def bars(self, symbol: str, timeframe: str, last: int | None = None) -> Bars:
         bars = self._items[symbol].get(timeframe) or Bars.empty(symbol, timeframe)

@@ -21,6 +21,16 @@ REST ``GET /fapi/v1/klines`` body: a JSON array of arrays, oldest first::
 volume, taker buy quote volume, ignore). The last kline is the open one when ``endTime`` is not
 given.
 
+Mark-price frames (``btcusdt@markPrice@1s``, one symbol each second; ``!markPrice@arr@1s``, every
+perpetual each second, ``data`` an array of the same objects)::
+
+    {"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","E":1562305380000,
+     "s":"BTCUSDT","p":"11794.15000000","i":"11784.62659091","P":"11784.25641265",
+     "r":"0.00038167","T":1562306400000}}
+
+(``p`` mark price, ``i`` index price, ``P`` estimated settle price, ``r`` funding rate charged at
+``T``, the next funding time; ``r`` is ``""`` for delivery contracts.)
+
 Fields: ``a`` aggregate trade id (consecutive per symbol), ``p``/``q`` price and quantity as
 decimal strings, ``f``/``l`` first/last individual trade id, ``T`` trade time (ms),
 ``E`` event time (ms), ``m`` true when the buyer is the maker (the taker sold).
@@ -36,7 +46,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, AggTrade, Bars, TradeBatch
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, AggTrade, Bars, MarkPrice, TradeBatch
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +86,29 @@ class _RestAggTrade(msgspec.Struct, gc=False):
     m: bool
 
 
+class _MarkEvent(msgspec.Struct, tag_field="e", tag="markPriceUpdate", gc=False):
+    E: int
+    s: str
+    p: str
+    i: str
+    r: str
+    T: int
+
+
+class _MarkCombined(msgspec.Struct, gc=False):
+    stream: str
+    data: _MarkEvent | list[_MarkEvent]
+
+
 _batch_decoder = msgspec.json.Decoder(list[_Combined])
 _combined_decoder = msgspec.json.Decoder(_Combined)
 _raw_decoder = msgspec.json.Decoder(_AggTradeEvent)
 _rest_decoder = msgspec.json.Decoder(list[_RestAggTrade])
 _Kline = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
 _klines_decoder = msgspec.json.Decoder(list[_Kline])
+_mark_combined_decoder = msgspec.json.Decoder(_MarkCombined)
+_mark_raw_decoder = msgspec.json.Decoder(_MarkEvent | list[_MarkEvent])
+ALL_MARKS_STREAM = "!markPrice@arr@1s"
 
 
 @dataclass(slots=True)
@@ -170,6 +197,85 @@ def _decode_one(frame: bytes) -> tuple[_AggTradeEvent | None, str]:
         if isinstance(data, dict) and data.get("e") not in (None, "aggTrade"):
             return None, SKIP_OTHER_EVENT
     return None, SKIP_BAD_FIELDS
+
+
+class MarkDecoder:
+    """Mark-price frames (one symbol's stream or the all-market array) into ``MarkPrice``
+    records of the watched symbols. Other symbols of the array are not ours and not counted;
+    bad frames and values are counted by kind, as ``FrameDecoder`` does."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self._symbols = frozenset(symbols)
+        self._logged_kinds: set[str] = set()
+
+    def decode(self, frames: list[bytes]) -> tuple[list[MarkPrice], Counter]:
+        marks: list[MarkPrice] = []
+        skipped: Counter = Counter()
+        for frame in frames:
+            data = _decode_mark_frame(frame)
+            if data is None:
+                self._skip(skipped, _mark_skip_kind(frame), frame)
+                continue
+            for event in data if isinstance(data, list) else (data,):
+                if event.s not in self._symbols:
+                    continue
+                mark = _mark_record(event)
+                if mark is None:
+                    self._skip(skipped, SKIP_BAD_VALUE, frame)
+                else:
+                    marks.append(mark)
+        return marks, skipped
+
+    def _skip(self, skipped: Counter, kind: str, frame: bytes) -> None:
+        skipped[kind] += 1
+        if kind not in self._logged_kinds and kind != SKIP_CONTROL:
+            self._logged_kinds.add(kind)
+            log.warning("skipping mark-price %s frame (logged once per kind): %.200r", kind, frame)
+
+
+def _decode_mark_frame(frame: bytes) -> _MarkEvent | list[_MarkEvent] | None:
+    try:
+        return _mark_combined_decoder.decode(frame).data
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    try:
+        return _mark_raw_decoder.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _mark_skip_kind(frame: bytes) -> str:
+    try:
+        obj = msgspec.json.decode(frame)
+    except msgspec.DecodeError:
+        return SKIP_BAD_JSON
+    if isinstance(obj, dict) and "result" in obj and "id" in obj:
+        return SKIP_CONTROL
+    return SKIP_BAD_FIELDS
+
+
+def _mark_record(e: _MarkEvent) -> MarkPrice | None:
+    """A ``MarkPrice``, or None when a price is not a positive number or the rate is missing
+    (a delivery contract) or not finite."""
+    mark, index, rate = _to_float(e.p), _to_float(e.i), _to_float(e.r)
+    if not (mark > 0 and index > 0 and math.isfinite(mark) and math.isfinite(index)):
+        return None
+    if not math.isfinite(rate) or e.T <= 0:
+        return None
+    return MarkPrice(e.s, e.E, mark, index, rate, e.T)
+
+
+def encode_mark_price(m: MarkPrice) -> bytes:
+    """The ``data`` object of a markPriceUpdate event, as Binance sends it."""
+    return (
+        f'{{"e":"markPriceUpdate","E":{m.event_time_ms},"s":"{m.symbol}",'
+        f'"p":"{m.mark_price:.8f}","i":"{m.index_price:.8f}","P":"{m.index_price:.8f}",'
+        f'"r":"{m.funding_rate:.8f}","T":{m.next_funding_time_ms}}}'
+    ).encode()
+
+
+def mark_stream_name(symbol: str) -> str:
+    return f"{symbol.lower()}@markPrice@1s"
 
 
 def _validated(symbol: str, events: list) -> tuple[TradeBatch, int]:

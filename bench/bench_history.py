@@ -51,7 +51,9 @@ def ours(symbols: list[str]) -> dict:
     ex = LocalExchange(simulator=Simulator(symbols, seed=1), history_s=DAYS_S)
     ex.start()
     store = TickStore(symbols)
-    ingestor = Ingestor(store, FeedConfig(symbols=symbols, ws_url=ex.ws_url, rest_url=ex.rest_url))
+    ingestor = Ingestor(
+        store, FeedConfig(symbols=symbols, ws_url=ex.ws_url, rest_url=ex.rest_url, funding=False)
+    )
     loader = HistoryLoader(store, ingestor.rest, ingestor.backfiller, HistoryOptions())
     t0 = time.monotonic()
     loader.start()

@@ -114,7 +114,7 @@ class ServerProcess:
 def e2e_ours(tape: dict[str, TradeBatch], total: int, folder: Path) -> float:
     with ServerProcess(tape, folder) as ex:
         store = TickStore(list(tape), tick_capacity=total)
-        cfg = FeedConfig(symbols=list(tape), ws_url=ex.ws_url, rest_url=ex.rest_url)
+        cfg = FeedConfig(symbols=list(tape), ws_url=ex.ws_url, rest_url=ex.rest_url, funding=False)
         ingestor = Ingestor(store, cfg).start()
         t0 = None
         while store.snapshot().total_ticks < total:

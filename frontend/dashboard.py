@@ -21,7 +21,7 @@ from backend import analytics as an
 from backend.config import ConfigError
 from backend.csv_export import iso_utc
 from backend.engine import Engine, EngineOptions
-from backend.pairs import PairParams, history_bars, live_stats, needs, slow_stats
+from backend.pairs import PairParams, history_bars, live_stats, needs, notional_beta, slow_stats
 from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
@@ -460,8 +460,46 @@ def analysis(engine: Engine, data, controls: Controls) -> None:
         )
     if view.live is None:
         return
-    figures(view.live, view.slow, controls.params, controls.timeframe)
+    carry, carry_note = carry_cards(data, controls, view)
+    figures(view.live, view.slow, controls.params, controls.timeframe, carry, carry_note)
     fire_alerts(view.live, view.yb, view.xb, controls)
+
+
+def carry_cards(data, controls: Controls, view: PairView) -> tuple[list[Card], str]:
+    """Funding carry of the spread position, both ways, and each leg's basis, from the latest
+    mark-price update (rates as they stand now; they change every second)."""
+    y, x, p = controls.y, controls.x, controls.params
+    beta = notional_beta(_last_finite(view.live.beta), p.log_prices, view.yb, view.xb)
+    carry = data.carry(y, x, beta)
+    if carry is None:
+        return [], "Funding carry: no mark price and funding interval for both legs yet."
+    hedge = f"{beta:.4g}" + ("" if p.log_prices else " (β × price of x / price of y)")
+    cards = [
+        Card(
+            f"Carry long {y} / short β·{x}",
+            f"{carry.long_bps_day:+.2f} bps/day",
+            f"funding earned (− paid) per day, in bps of {y}'s notional, against {hedge} of "
+            f"{x}'s, if the current rates held: {y} {carry.rate_y * 100:+.4f}% every "
+            f"{carry.interval_y_h} h, {x} {carry.rate_x * 100:+.4f}% every {carry.interval_x_h} h",
+        ),
+        Card(
+            f"Carry short {y} / long β·{x}",
+            f"{carry.short_bps_day:+.2f} bps/day",
+            "the reverse position: the same carry with the sign flipped",
+        ),
+        Card(
+            f"Basis {y}",
+            f"{carry.basis_y_bps:+.2f} bps",
+            "(mark − index) / index, markPrice stream",
+        ),
+        Card(
+            f"Basis {x}",
+            f"{carry.basis_x_bps:+.2f} bps",
+            "(mark − index) / index, markPrice stream",
+        ),
+    ]
+    as_of = time.strftime("%H:%M:%S", time.gmtime(carry.as_of_ms / 1000))
+    return cards, f"Funding rates as of {as_of} UTC."
 
 
 def chart_run_every(refresh: float | None, controls: Controls) -> float | None:
@@ -645,7 +683,8 @@ def show_chart(key: str, controls: Controls, version: tuple, build) -> None:
     st.plotly_chart(old[2], key=key, config=charts.CONFIG)
 
 
-def figures(live, slow, p: PairParams, timeframe: str) -> None:
+def figures(live, slow, p: PairParams, timeframe: str, extra=(), extra_note: str = "") -> None:
+    """The pair's figures as one block of cards; ``extra`` (the carry) goes after them."""
     beta, alpha = _last_finite(live.beta), _last_finite(live.alpha)
     how = "hindsight: the latest" if p.hindsight else "walk-forward: the"
     fit = f"{p.method.upper() if p.method == 'ols' else p.method}, {how} {p.lookback_bars} bars"
@@ -670,7 +709,7 @@ def figures(live, slow, p: PairParams, timeframe: str) -> None:
     ]
     if slow is None:
         cards.append(Card("ADF p-value", "—", "press 'Run ADF now'"))
-        st.html(cards_html(cards))
+        st.html(cards_html([*cards, *extra], extra_note))
         return
     adf = slow.adf
     crit = " · ".join(f"{k} {v:.2f}" for k, v in adf.critical.items())
@@ -711,9 +750,9 @@ def figures(live, slow, p: PairParams, timeframe: str) -> None:
         f"ADF: {adf.verdict}. Half-life {_fmt(hl, 1)} bars = {_duration(hl * tf_s)}. "
         f"Backtest: {int(s['round_trips'])} round trips, hit rate {_fmt(s['hit_rate'], 2)}, "
         f"average holding {_duration(s['avg_holding_bars'] * tf_s)}, "
-        f"{s['total_return'] * 100:+.2f}% after costs; {sharpe}."
+        f"{s['total_return'] * 100:+.2f}% after costs; {sharpe}. {extra_note}"
     )
-    st.html(cards_html(cards, note))
+    st.html(cards_html([*cards, *extra], note))
 
 
 def _duration(seconds: float) -> str:

@@ -90,6 +90,13 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
             "volume_usdt": st.column_config.NumberColumn(
                 "Volume (USDT)", format="%.3e", help="the smaller leg's, over the window"
             ),
+            "carry_bps_day": st.column_config.NumberColumn(
+                "Carry (bps/day)",
+                format="%+.2f",
+                help="funding earned (− paid) by long y / short β·x per day, in bps of y's "
+                "notional, at the current funding rates (the reverse: the opposite sign); "
+                "blank until both legs have a mark price",
+            ),
         },
     )
     rows = event.selection.rows if event is not None else []

@@ -26,6 +26,12 @@ def test_history_and_replay_options_reach_the_engine():
     )
 
 
+def test_keep_1s_reaches_the_engine():
+    assert APP["parse_options"]([]).keep_1s_h == 6.0
+    assert APP["parse_options"](["--keep-1s", "0"]).keep_1s_h == 0.0  # keep every second
+    assert APP["parse_options"](["--keep-1s", "1.5"]).keep_1s_h == 1.5
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -36,6 +42,7 @@ def test_history_and_replay_options_reach_the_engine():
         (["--source", "simulate", "--symbols", "top:3"], "with --source simulate name the"),
         (["--symbols", "top:0"], r"top:N needs a whole number N >= 1, got 'top:0'"),
         (["--symbols", "top:many"], "top:N needs a whole number"),
+        (["--keep-1s", "0.05"], r"--keep-1s must be 0 \(keep all\) or at least 0.0834 hours"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message):

@@ -26,7 +26,9 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 def feed_with_history(ex, opts: HistoryOptions, symbols=SYMBOLS):
     """Stream + backfill + history loader on one store; everything stopped on exit."""
     store = TickStore(symbols)
-    ingestor = Ingestor(store, FeedConfig(symbols=symbols, ws_url=ex.ws_url, rest_url=ex.rest_url))
+    ingestor = Ingestor(
+        store, FeedConfig(symbols=symbols, ws_url=ex.ws_url, rest_url=ex.rest_url, funding=False)
+    )
     loader = HistoryLoader(store, ingestor.rest, ingestor.backfiller, opts)
     loader.start()
     ingestor.start()

@@ -29,6 +29,7 @@ def feed_config(ex, **overrides) -> FeedConfig:
         rest_url=ex.rest_url,
         backoff_initial_s=0.05,
         backoff_max_s=0.5,
+        funding=False,  # these tests count the trade streams' connections and faults
     )
     base.update(overrides)
     return FeedConfig(**base)
@@ -220,6 +221,7 @@ def test_collect_rejects_bad_arguments_in_one_line(exchange_factory, dec_trades,
         (["--ws-url", "http://x"], "--ws-url must start with"),
         (["--ws-url", "ws://"], "--ws-url names no host"),
         (["--flush-interval", "0"], "must be > 0"),
+        (["--keep-1s", "0.01"], "--keep-1s must be 0 (keep all) or at least"),
         (["--db", str(tmp_path / "missing" / "x.db")], "cannot open database"),
         (["--db", "/proc/x"], "/proc/x"),
         (["--symbols", "top:0"], "top:N needs a whole number N >= 1"),

@@ -141,3 +141,48 @@ def test_the_last_n_bars_are_the_tail_of_all_bars_klines_included(dec_trades):
             tail = store.bars("ETHUSDT", tf, last=n).to_frame()
             expected = whole.tail(n).reset_index(drop=True)
             assert tail.equals(expected), (tf, n)
+
+
+def _simulated_hours(hours: int, symbols=("BTCUSDT", "ETHUSDT")):
+    from backend.exchange.sources import Simulator
+
+    t0 = 1_765_000_000_000
+    return Simulator(list(symbols)).history(t0 + hours * 3_600_000, hours * 3600)
+
+
+def test_keep_1s_folds_old_seconds_into_exact_1m_and_5m_bars():
+    tapes = _simulated_hours(4)
+    store = TickStore(list(tapes), keep_1s_s=3600)
+    for tape in tapes.values():
+        for i in range(0, len(tape), 2000):  # batches as the stream delivers them
+            store.ingest(tape.take(slice(i, i + 2000)))
+    for symbol, tape in tapes.items():
+        for tf, ms in (("1m", 60_000), ("5m", 300_000)):
+            assert_bars_equal(store.bars(symbol, tf).to_frame(), reference_bars(tape, ms), tf)
+        seconds = store.bars(symbol, "1s").to_frame()
+        # At most keep + one trim period of 1s bars, starting on a 5-minute boundary ...
+        assert 3600 <= len(seconds) <= 3600 + 1800 + 300
+        assert seconds["open_time"].iloc[0] % 300_000 == 0
+        # ... and each of them exactly the bar built from every trade.
+        ref = reference_bars(tape, 1000)
+        assert_bars_equal(seconds, ref[ref["open_time"] >= seconds["open_time"].iloc[0]], "1s")
+
+
+def test_keep_1s_never_folds_a_second_whose_trades_are_not_all_held():
+    tape = _simulated_hours(3, ("BTCUSDT",))["BTCUSDT"]
+    hole = (tape.trade_time_ms >= tape.trade_time_ms[0] + 600_000) & (
+        tape.trade_time_ms < tape.trade_time_ms[0] + 610_000
+    )
+    store = TickStore(["BTCUSDT"], keep_1s_s=1800)
+    store.ingest(tape.take(~hole))  # a gap ten minutes in, open
+    first_1s = int(store.bars("BTCUSDT", "1s").open_time[0])
+    assert first_1s <= int(tape.trade_time_ms[hole][0])  # the gap's seconds are still 1s bars
+    store.ingest(tape.take(hole), backfill=True)  # the backfill fills it: now it may fold
+    seconds = store.bars("BTCUSDT", "1s")
+    assert len(seconds) <= 1800 + 1800 + 300
+    assert_bars_equal(store.bars("BTCUSDT", "1m").to_frame(), reference_bars(tape, 60_000), "1m")
+
+
+def test_keep_1s_must_hold_a_whole_5_minutes():
+    with pytest.raises(ValueError, match="5 minutes"):
+        TickStore(["BTCUSDT"], keep_1s_s=60)

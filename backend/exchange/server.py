@@ -4,7 +4,8 @@ endpoints the client uses, from recorded trades or a simulation, with switchable
 One port serves both: WebSocket upgrades on ``/stream?streams=...``, ``/ws/<stream>`` and
 ``/ws`` (+ ``SUBSCRIBE``), also under the routed prefixes ``/market`` and ``/public``; plain HTTP
 ``GET /fapi/v1/aggTrades``, ``/fapi/v1/exchangeInfo``, ``/fapi/v1/ticker/24hr`` (all symbols),
-``/fapi/v1/ping`` and ``/fapi/v1/time``.
+``/fapi/v1/fundingInfo``, ``/fapi/v1/ping`` and ``/fapi/v1/time``; and, every second, the mark-price
+streams ``<symbol>@markPrice@1s`` and ``!markPrice@arr@1s`` (simulated funding, ``funding.py``).
 
 Trades are *published* on the exchange's clock (the replay's timeline at ``speed``, or as fast as
 the connected clients read); REST serves every published trade, the streams deliver them only to
@@ -30,15 +31,19 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from backend.exchange.funding import FundingSim
 from backend.exchange.sources import Simulator
 from backend.records import TIMEFRAMES_MS, TRADE_COLUMNS, Bars, TradeBatch
 from backend.resampling import SecondBars
 from backend.rest import AGG_TRADES_MAX_SPAN_MS, AGG_TRADES_WEIGHT, KLINES_MAX_LIMIT, klines_weight
 from backend.wire import (
+    ALL_MARKS_STREAM,
     encode_agg_trade,
     encode_combined,
+    encode_mark_price,
     encode_rest_agg_trades,
     encode_rest_klines,
+    mark_stream_name,
     stream_name,
 )
 
@@ -243,6 +248,7 @@ class LocalExchange:
         loop: bool = False,
         cycles: int | None = None,
         history_s: float = 0.0,
+        funding: FundingSim | None = None,
     ) -> None:
         if (trades is None) == (simulator is None):
             raise ValueError("give recorded trades or a simulator")
@@ -255,6 +261,7 @@ class LocalExchange:
         self.loop = loop
         self.cycles = cycles  # with loop: stop after this many passes (None: never)
         self.symbols = simulator.symbols if simulator else list(trades)
+        self.funding = funding or FundingSim(self.symbols)
         span = 0
         self._t0 = self._t_start = 0
         if trades:
@@ -361,8 +368,10 @@ class LocalExchange:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             publisher = asyncio.create_task(self._publish_loop())
+            marks = asyncio.create_task(self._mark_loop())
             await self._stop.wait()
             publisher.cancel()
+            marks.cancel()
             for sub in list(self._subs):
                 sub.conn.transport.abort()
 
@@ -400,6 +409,8 @@ class LocalExchange:
             return self._weighed(1, _json_response(HTTPStatus.OK, {"serverTime": self.clock_ms()}))
         if path == "/fapi/v1/exchangeInfo":
             return self._weighed(1, _json_response(HTTPStatus.OK, self._exchange_info()))
+        if path == "/fapi/v1/fundingInfo":
+            return _json_response(HTTPStatus.OK, self.funding.funding_info())
         if path == "/fapi/v1/ticker/24hr" and "symbol" not in query:
             return self._weighed(40, _json_response(HTTPStatus.OK, self._tickers_24hr()))
         if path not in ("/fapi/v1/aggTrades", "/fapi/v1/klines"):
@@ -621,6 +632,35 @@ class LocalExchange:
                 self._pub[s].extend(batch)
             if fresh:
                 await self._deliver(_merge_in_time(fresh))
+
+    async def _mark_loop(self) -> None:
+        """Each second, every symbol's mark price to the connections that asked for it (its
+        own stream, or the all-market array)."""
+        while True:
+            await asyncio.sleep(1.0 - time.time() % 1.0)
+            wanted = {n for sub in self._subs if not sub.silent for n in sub.streams}
+            if not any("markPrice" in n for n in wanted):
+                continue
+            last = {}
+            for sym, pub in self._pub.items():
+                if pub.count:
+                    last[sym] = float(pub.take(np.array([pub.count - 1])).price[0])
+            marks = self.funding.marks(self.clock_ms(), last)
+            data = [encode_mark_price(m) for m in marks]
+            frames: dict[bool, list[bytes]] = {True: [], False: []}
+            targets: list[tuple[str, int]] = []
+            for m, d in zip(marks, data, strict=True):
+                stream = mark_stream_name(m.symbol)
+                if stream in wanted:
+                    frames[True].append(_text_frame(encode_combined(stream, d)))
+                    frames[False].append(_text_frame(d))
+                    targets.append((stream, len(targets)))
+            if ALL_MARKS_STREAM in wanted and data:
+                arr = b"[" + b",".join(data) + b"]"
+                frames[True].append(_text_frame(encode_combined(ALL_MARKS_STREAM, arr)))
+                frames[False].append(_text_frame(arr))
+                targets.append((ALL_MARKS_STREAM, len(targets)))
+            self._write(frames, targets)
 
     async def _await_subscriber(self) -> None:
         while not any(not s.silent and s.streams for s in self._subs):
