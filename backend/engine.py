@@ -75,6 +75,7 @@ class EngineHealth:
     symbols: tuple[str, ...]
     unknown_symbols: tuple[str, ...]  # asked for, not streamed (not listed / not in the data)
     feed: HealthSnapshot
+    mark_feed: HealthSnapshot | None  # the mark-price connection (None when not streamed)
     store: StoreSnapshot
     clock_offset_ms: float | None  # exchange clock minus ours (live); None if unknown
     replay_pass: tuple[int, int] | None  # (pass, time shift ms) of a looped replay
@@ -180,6 +181,7 @@ class Engine:
             symbols=tuple(self.symbols),
             unknown_symbols=tuple(self.unknown_symbols),
             feed=self.ingestor.health.snapshot(),
+            mark_feed=(self.ingestor.mark_health.snapshot() if self.ingestor.mark_client else None),
             store=self.store.snapshot(),
             clock_offset_ms=self.history.clock_offset_ms,
             replay_pass=self.replay_pass(),

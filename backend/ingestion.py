@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH_FRAMES = 2048  # decode at most this many frames at once (bounds latency and memory)
 _POLL_S = 0.2  # how often an idle reader looks at the stop flag and the ping timer
 MARK_ARRAY_FROM = 50  # from this many symbols on, the all-market mark-price array
+# fundingInfo shares a limit of 500 requests / 5 min / IP: a retry every 10 s stays far below.
+FUNDING_INFO_RETRY_S = 10.0
 
 
 class Backoff:
@@ -258,6 +260,7 @@ class _Connection(threading.Thread):
             try:
                 self._ws = self._connect()
                 self._health.set(state="connected", last_error=None)
+                self._on_connect()
                 self._read(self._ws, backoff)
             except Exception as exc:  # the feed thread must outlive any single failure
                 if self._stop_flag.is_set():
@@ -277,7 +280,6 @@ class _Connection(threading.Thread):
         ws = websocket.WebSocket(skip_utf8_validation=True)
         ws.connect(self.url, timeout=self._cfg.connect_timeout_s)
         self.connections += 1
-        self._on_connect()
         return ws
 
     def _on_connect(self) -> None:
@@ -337,6 +339,7 @@ class _Connection(threading.Thread):
         """Open the next connection before closing the old one; the backfiller covers the
         moment between them from the last held id."""
         fresh = self._connect()
+        self._on_connect()
         self._close(old)
         self._ws = fresh
         log.info("stream %s rotated to a new connection", self.name)
@@ -399,7 +402,8 @@ class StreamClient(_Connection):
 class MarkPriceClient(_Connection):
     """Mark price, index price and funding rate of the watched symbols, every second: one
     stream per symbol, or past ``MARK_ARRAY_FROM`` symbols the all-market array (one frame a
-    second instead of one per symbol). Each connect also reads the funding intervals."""
+    second instead of one per symbol). Each connect also reads the funding intervals; while
+    they cannot be read, every ``FUNDING_INFO_RETRY_S`` again."""
 
     def __init__(
         self, symbols: list[str], book: MarkBook, rest: RestClient, health: FeedHealth, cfg
@@ -413,11 +417,18 @@ class MarkPriceClient(_Connection):
         )
         self.symbols, self._book, self._rest = symbols, book, rest
         self._decoder = MarkDecoder(symbols)
+        self._intervals_known, self._next_try = False, 0.0
 
     def _on_connect(self) -> None:
+        self._fetch_intervals()  # intervals can change (Binance adjusts them): read each time
+
+    def _fetch_intervals(self) -> None:
         try:
             self._book.set_intervals(self._rest.funding_intervals(self.symbols))
-        except RestError as exc:  # carry waits for the intervals; the next connect asks again
+            self._intervals_known = True
+            self._health.set(last_error=None)
+        except RestError as exc:  # carry waits for the intervals; asked again shortly
+            self._next_try = time.monotonic() + FUNDING_INFO_RETRY_S
             self._health.set(last_error=f"fundingInfo: {exc}")
             log.warning("funding intervals unavailable (%s); carry is not shown until known", exc)
 
@@ -429,6 +440,8 @@ class MarkPriceClient(_Connection):
         frames.clear()
         self._book.update(marks)
         self._health.on_frames(n, dict(skipped), None)
+        if not self._intervals_known and time.monotonic() >= self._next_try:
+            self._fetch_intervals()
 
 
 class _Readiness:

@@ -1,7 +1,7 @@
 """What a viewer costs: CPU of the Streamlit server and of Chromium's renderer while a page is
 open, ours against a floor page, in the same run.
 
-    python bench/bench_page.py [--seconds 60] [--viewers 1,5]
+    python bench/bench_page.py [--seconds 60] [--viewers 1,5] [--symbols 2]
 
 The floor page is the least a live Streamlit page can be here: three ``st.metric`` refreshed
 every 0.25 s in a fragment. Ours is ``app.py -- --source simulate`` (2 symbols, history loaded)
@@ -9,7 +9,9 @@ on its default view. For each page and viewer count: the server starts, Chromium
 page(s) and waits for the first metric, then CPU seconds of the server process and of every
 renderer process are read from /proc over ``--seconds``, and each page's tick counter is
 sampled to check that it changes at least once a second. Prints CPU as a share of one core and
-the ratios ours/floor.
+the ratios ours/floor. ``--symbols N`` above 2 runs ours on N simulated symbols (with 330
+bars of 1m/5m history and a minute of 1s history, what the scanner's lookback needs): the tick
+strip's worst gap then says whether the page keeps up with the whole market.
 """
 
 from __future__ import annotations
@@ -158,19 +160,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--viewers", default="1,5")
+    parser.add_argument("--symbols", type=int, default=2)
     args = parser.parse_args()
+    ours_options = []
+    if args.symbols > 2:
+        names = ["BTCUSDT", "ETHUSDT"] + [f"S{i:03d}USDT" for i in range(args.symbols - 2)]
+        ours_options = ["--symbols", ",".join(names), "--history-bars", "330",
+                        "--history-1s", "60"]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         floor = Path(tmp) / "floor.py"
         floor.write_text(FLOOR_PAGE)
         db = str(Path(tmp) / "bench.db")
         print(
-            f"# page cost over {args.seconds:g} s (CPU as a share of one core; 2 symbols, simulate)"
+            f"# page cost over {args.seconds:g} s (CPU as a share of one core; "
+            f"{args.symbols} symbols, simulate)"
         )
         print(f"{'viewers':>8}{'page':>7}{'server':>9}{'renderer':>10}{'worst tick gap s':>18}")
         for n in (int(v) for v in args.viewers.split(",")):
             rows = {
                 "floor": _measured(str(floor), [], n, args.seconds),
-                "ours": _measured("app.py", ["--source", "simulate", "--db", db], n, args.seconds),
+                "ours": _measured(
+                    "app.py", ["--source", "simulate", "--db", db, *ours_options], n, args.seconds
+                ),
             }
             for name, r in rows.items():
                 if r is None:

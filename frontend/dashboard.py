@@ -235,11 +235,21 @@ def health_line(h) -> None:
             f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
             f"malformed skipped {health.malformed} · duplicates dropped "
             f"{sum(s.duplicates for s in snap.symbols.values())} · backfill overlap "
-            f"{sum(s.backfill_overlap for s in snap.symbols.values())}",
+            f"{sum(s.backfill_overlap for s in snap.symbols.values())}"
+            + _mark_feed_text(h.mark_feed),
         )
     )
     if health.backfill_error:
         st.caption(f"⚠️ backfill: {health.backfill_error}")
+    if h.mark_feed is not None and h.mark_feed.last_error:
+        st.caption(f"⚠️ mark prices: {h.mark_feed.last_error}")
+
+
+def _mark_feed_text(mark) -> str:
+    if mark is None:
+        return ""
+    age = "—" if mark.last_message_age_s is None else f"{mark.last_message_age_s:.1f}s ago"
+    return f" · mark prices {mark.state}, last {age}, malformed skipped {mark.malformed}"
 
 
 def offline_notice(h) -> None:

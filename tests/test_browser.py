@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -331,6 +332,12 @@ def test_scanner_ranks_the_cointegrated_pairs_first_and_a_click_opens_one(market
         p_values = [float(r[4]) for r in rows]
         assert p_values == sorted(p_values) and max(p_values) <= 0.05  # the default filter
         page.get_by_text(f"{len(rows)} of 190 pairs pass the filters").wait_for(timeout=10_000)
+        # Each pair's funding carry (the last column) once the mark prices are in: bps a day,
+        # of the size simulated rates give (|r| ~ 0.03 % per interval, up to 24 a day).
+        carry = wait_until(
+            lambda: [r[-1] for r in scanner_rows(page) if r[-1].strip()], 20, "the carry column"
+        )
+        assert len(carry) == len(rows) and all(abs(float(c)) < 500 for c in carry), carry[:5]
 
         # A click on the first row's marker opens that pair on the live page, on 1m bars.
         y, x = rows[0][:2]
@@ -342,6 +349,19 @@ def test_scanner_ranks_the_cointegrated_pairs_first_and_a_click_opens_one(market
             wait_until(lambda b=box, s=symbol: b.count() and b.input_value() == s, 30, label)
         wait_until(lambda: metric_text(page, "Hedge ratio β") not in (None, "—"), 30, "β")
         page.get_by_text("1m history (klines").first.wait_for(timeout=10_000)
+        # The pair's carry both ways (one the other's negative) and each leg's basis. Rates
+        # move every second: the two cards are read until one read sees both of one update.
+        number = r"([+-]\d+\.\d\d) bps/day"
+
+        def carry_both_ways():
+            long_c = metric_text(page, f"Carry long {y} / short β·{x}") or ""
+            short_c = metric_text(page, f"Carry short {y} / long β·{x}") or ""
+            a, b = re.fullmatch(number, long_c), re.fullmatch(number, short_c)
+            return a and b and abs(float(a[1]) + float(b[1])) < 0.011
+
+        wait_until(carry_both_ways, 20, "the carry cards, one the other's negative")
+        for leg in (y, x):
+            assert re.fullmatch(r"[+-]\d+\.\d\d bps", metric_text(page, f"Basis {leg}"))
         # Its heatmap, on the scanner's top 10 pairs, clustered: each cointegrated pair shown
         # sits side by side (their returns move together; the lone walks' do not).
         view_button(page, "Heatmap").click()

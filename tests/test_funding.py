@@ -167,3 +167,32 @@ def test_funding_info_endpoint_matches_binance_shape():
             "disclaimer": False,
         }
     ]
+
+
+def test_carry_waits_while_funding_info_is_unreachable_and_appears_once_it_answers(monkeypatch):
+    monkeypatch.setattr(ingestion, "FUNDING_INFO_RETRY_S", 0.2)
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    funding = FundingSim(symbols, fixed_rates={"BTCUSDT": 0.0001, "ETHUSDT": 0.0001})
+    with LocalExchange(simulator=Simulator(symbols), funding=funding) as ex:
+        ex.faults.rest_down = True
+        cfg = FeedConfig(symbols=symbols, ws_url=ex.ws_url, rest_url=ex.rest_url)
+        ingestor = Ingestor(TickStore(symbols), cfg).start()
+        try:
+            health = ingestor.mark_health
+            wait_for(
+                lambda: (
+                    len(ingestor.marks.snapshot().marks) == 2
+                    and "fundingInfo" in (health.snapshot().last_error or "")
+                ),
+                10,
+                "mark prices in, fundingInfo refused",
+            )
+            # Mark prices without intervals: no carry is guessed.
+            assert pair_carry(ingestor.marks.snapshot(), *symbols, 1.0) is None
+            ex.faults.rest_down = False
+            wait_for(lambda: pair_carry(ingestor.marks.snapshot(), *symbols, 1.0), 10, "the carry")
+            assert health.snapshot().last_error is None
+        finally:
+            ingestor.stop()
+    # Both legs 0.01 % every 8 h, beta 1: the long pays 3 bps a day, the short receives 3.
+    assert pair_carry(ingestor.marks.snapshot(), *symbols, 1.0).long_bps_day == pytest.approx(0)
