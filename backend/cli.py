@@ -23,7 +23,7 @@ from backend.config import (
     market_pick,
     parse_symbols,
 )
-from backend.storage import BarStore, StorageError
+from backend.storage import StorageError, open_store
 
 log = logging.getLogger("backend")
 
@@ -184,7 +184,7 @@ def _collect(args) -> int:
     unknown = [] if picked else unknown_symbols(cfg.rest_url, cfg.symbols)
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
-    BarStore(args.db).close()  # an unusable path fails here, in one line, before any thread
+    open_store(args.db).close()  # an unusable path fails here, in one line, before any thread
     from backend.history import HistoryOptions
 
     return run_collector(

@@ -12,7 +12,7 @@ from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import Ingestor
 from backend.persistence import BarFlusher, resume_from_storage
 from backend.state import TickStore
-from backend.storage import BarStore
+from backend.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,12 @@ def run_collector(
     SIGKILL loses nothing the exchange still serves over REST.
     """
     history = history or HistoryOptions()
-    db = BarStore(db_path)
+    db = open_store(db_path)
+    try:
+        db.claim(cfg.symbols)  # one writer per symbol (PostgreSQL); refused: a one-line error
+    except BaseException:
+        db.close()
+        raise
     store = TickStore(
         cfg.symbols, tick_capacity(len(cfg.symbols), cfg.tick_capacity), cfg.keep_1s_s
     )

@@ -30,7 +30,7 @@ from backend.persistence import resume_from_storage, save_all
 from backend.records import TIMEFRAMES_MS, Bars, Coverage
 from backend.rest import pick_symbols, unknown_symbols
 from backend.state import FundingSnapshot, StoreSnapshot, TickStore
-from backend.storage import BarStore
+from backend.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class EngineHealth:
     replay_pass: tuple[int, int] | None  # (pass, time shift ms) of a looped replay
     ws_url: str
     rest_url: str
-    db_path: str
+    db_path: str  # the SQLite file, or the PostgreSQL URL without its password
 
 
 class Engine:
@@ -93,7 +93,7 @@ class Engine:
             raise ValueError(f"unknown source {opts.source!r}; choose one of {', '.join(SOURCES)}")
         self.opts = opts
         self.exchange = None
-        self.db = BarStore(opts.db_path)  # first: a bad path fails before any thread starts
+        self.db = open_store(opts.db_path)  # first: a bad path fails before any thread starts
         try:
             self._start(opts)
         except BaseException:
@@ -187,7 +187,7 @@ class Engine:
             replay_pass=self.replay_pass(),
             ws_url=self.cfg.ws_url,
             rest_url=self.cfg.rest_url,
-            db_path=self.opts.db_path,
+            db_path=self.db.path,  # a PostgreSQL URL without its password
         )
 
     @property

@@ -22,7 +22,7 @@ from backend.exchange.sources import load_files
 from backend.ingestion import Ingestor
 from backend.persistence import BarFlusher
 from backend.state import TickStore
-from backend.storage import BarStore
+from backend.storage import open_store
 
 log = logging.getLogger(__name__)
 _ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
         tick_capacity=opts.tick_capacity,
         funding=False,  # the soak measures the trade feed and its bars
     )
-    db = BarStore(db_path)
+    db = open_store(db_path)
     store = TickStore(symbols, opts.tick_capacity)
     ingestor = Ingestor(store, cfg).start()
     flusher = BarFlusher(store, db)

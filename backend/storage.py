@@ -1,4 +1,7 @@
-"""SQLite persistence of bars (WAL mode, parameterised SQL, idempotent upserts)."""
+"""Persistence of bars behind one small interface: ``open_store(target)`` gives the SQLite store
+(a file path: WAL mode, parameterised SQL, idempotent upserts) or the PostgreSQL one
+(``postgresql://...``, ``storage_pg``); both offer ``upsert``, ``load``, ``resume_points``,
+``symbols``, ``count``, ``claim`` and ``close``, and nothing above them knows which."""
 
 from __future__ import annotations
 
@@ -90,7 +93,7 @@ class BarStore:
         """Insert or update bars, and the resume points that go with them, in one transaction;
         returns the bar rows inserted or changed. ``on_chunk(i)`` is called after the i-th
         ``Bars`` of ``bars_list`` is written (progress), inside the transaction."""
-        chunks = [list(_rows(bars)) for bars in bars_list]
+        chunks = [list(bar_rows(bars)) for bars in bars_list]
         now_ms = int(time.time() * 1000)
         points = [(p.symbol, p.open_time_ms, p.from_agg_id, now_ms) for p in resume]
         if not any(chunks) and not points:
@@ -161,12 +164,24 @@ class BarStore:
         with self._lock:
             return self._conn.execute(sql, (symbol, symbol, timeframe, timeframe)).fetchone()[0]
 
+    def claim(self, symbols: list[str]) -> None:
+        """One machine, one file: SQLite's own locking serialises writers; nothing to claim."""
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
 
-def _rows(bars: Bars):
+def open_store(target: str | Path):
+    """The store for ``target``: a PostgreSQL URL (libpq syntax) or a SQLite file path."""
+    from backend.storage_pg import PgBarStore, is_postgres_url
+
+    if is_postgres_url(str(target)):
+        return PgBarStore(str(target))
+    return BarStore(target)
+
+
+def bar_rows(bars: Bars):
     cols = [getattr(bars, c).tolist() for c in BAR_COLUMNS]
     for values in zip(*cols, strict=True):
         yield (bars.symbol, bars.timeframe, *values)

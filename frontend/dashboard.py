@@ -945,7 +945,8 @@ def export_panel(engine: Engine, data, controls: Controls | None) -> None:
         )
     if data is engine:  # uploads are the user's own files: nothing to save
         db_path = engine.health().db_path
-        if right.button(f"Save to SQLite ({db_path})", key="save_sqlite"):
+        kind = "PostgreSQL" if db_path.startswith(("postgresql://", "postgres://")) else "SQLite"
+        if right.button(f"Save to {kind} ({db_path})", key="save_sqlite"):
             save_with_progress(engine, right, db_path)
         last = st.session_state.get("last_save")
         if last is not None:

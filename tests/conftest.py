@@ -3,10 +3,16 @@ pandas reference for bars (written from the kline definition, not from our code)
 
 from __future__ import annotations
 
+import glob
 import html
+import itertools
 import os
 import re
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +58,75 @@ def exchange_factory():
     yield make
     for ex in started:
         ex.stop()
+
+
+PG_PASSWORD = "pairdash-test"
+
+
+class PgCluster:
+    """A throwaway PostgreSQL server: ``initdb`` in a temporary folder (as the ``postgres``
+    user when the tests run as root: initdb refuses root), listening on a free port on
+    127.0.0.1 only, password (scram) login over TCP. ``database()`` makes a fresh database."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        assert bins, "PostgreSQL is missing: scripts/test installs Debian's postgresql package"
+        self.bin = Path(bins[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="pairdash-pg-"))
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.dir, "postgres")
+        pwfile = self.dir / "pw"
+        pwfile.write_text(PG_PASSWORD + "\n")
+        if self._as:
+            shutil.chown(pwfile, "postgres")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.data = self.dir / "data"
+        self._pg("initdb", "-D", self.data, "-U", "postgres", "--auth-local=trust",
+                 "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync")  # fmt: skip
+        self._pg("pg_ctl", "-D", self.data, "-w", "-t", "30", "-l", self.dir / "log", "-o",
+                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                 "start")  # fmt: skip
+        self._names = itertools.count()
+
+    def _pg(self, tool: str, *args) -> None:
+        subprocess.run(
+            [*self._as, str(self.bin / tool), *map(str, args)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def url(self, db: str = "postgres", user: str = "postgres", password: str = PG_PASSWORD):
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{db}"
+
+    def sql(self, statement: str, db: str = "postgres") -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(db), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def database(self) -> str:
+        name = f"t{next(self._names)}"
+        self.sql(f"CREATE DATABASE {name}")
+        return name
+
+    def stop(self) -> None:
+        self._pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = PgCluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A fresh, empty database on the throwaway server, as a libpq URL."""
+    return pg_cluster.url(pg_cluster.database())
 
 
 def wait_for(predicate, timeout_s: float, what) -> None:

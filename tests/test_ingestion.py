@@ -224,6 +224,10 @@ def test_collect_rejects_bad_arguments_in_one_line(exchange_factory, dec_trades,
         (["--keep-1s", "0.01"], "--keep-1s must be 0 (keep all) or at least"),
         (["--db", str(tmp_path / "missing" / "x.db")], "cannot open database"),
         (["--db", "/proc/x"], "/proc/x"),
+        (
+            ["--db", "postgresql://u:secret@127.0.0.1:9/x"],
+            "cannot reach PostgreSQL at postgresql://u@127.0.0.1:9/x",
+        ),
         (["--symbols", "top:0"], "top:N needs a whole number N >= 1"),
         (["--symbols", "top:2", "--rest-url", "http://127.0.0.1:9"], "cannot pick symbols by"),
     ]

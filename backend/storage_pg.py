@@ -1,0 +1,266 @@
+"""PostgreSQL persistence of bars: the shared store of many collectors and dashboards.
+
+Same tables and keys as the SQLite store (``bars`` keyed by ``(symbol, timeframe, open_time)``,
+``resume_points``), created if missing, the schema version kept in ``schema_version``; plus
+``collectors``: who collects which symbol (host, pid, since), the name tag of the per-symbol
+advisory lock a collector holds for as long as its connection lives.
+
+Bulk writes: ``COPY`` into a temporary table, then ``INSERT ... ON CONFLICT ... DO UPDATE ...
+WHERE`` a value changed, so saving twice writes (and counts) nothing; bars and resume points in
+one transaction. SQL is parameterised; the URL is shown without its password.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import psycopg
+
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, ResumePoint
+from backend.storage import SCHEMA_VERSION, StorageError, bar_rows
+
+log = logging.getLogger(__name__)
+
+_ALL = ("symbol", "timeframe", *BAR_COLUMNS)
+_VALUES = BAR_COLUMNS[1:]
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bars (
+    symbol TEXT NOT NULL,
+    timeframe TEXT NOT NULL CHECK (timeframe IN ('1s', '1m', '5m')),
+    open_time BIGINT NOT NULL,
+    open DOUBLE PRECISION, high DOUBLE PRECISION, low DOUBLE PRECISION,
+    close DOUBLE PRECISION, volume DOUBLE PRECISION, quote_volume DOUBLE PRECISION,
+    trades BIGINT, taker_buy_volume DOUBLE PRECISION,
+    PRIMARY KEY (symbol, timeframe, open_time)
+);
+CREATE TABLE IF NOT EXISTS resume_points (
+    symbol TEXT PRIMARY KEY,
+    open_time BIGINT NOT NULL,
+    from_agg_id BIGINT NOT NULL,
+    saved_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS collectors (
+    symbol TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+"""
+_UPSERT = (
+    f"INSERT INTO bars ({', '.join(_ALL)}) SELECT {', '.join(_ALL)} FROM bars_in "
+    "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)
+    # Only rows whose values change are written and counted.
+    + f" WHERE ({', '.join('bars.' + c for c in _VALUES)}) IS DISTINCT FROM "
+    f"({', '.join('EXCLUDED.' + c for c in _VALUES)})"
+)
+_SAVE_RESUME = (
+    "INSERT INTO resume_points (symbol, open_time, from_agg_id, saved_at) "
+    "VALUES (%s, %s, %s, %s) ON CONFLICT (symbol) DO UPDATE SET "
+    "open_time = EXCLUDED.open_time, from_agg_id = EXCLUDED.from_agg_id, "
+    "saved_at = EXCLUDED.saved_at"
+)
+_MIGRATION_LOCK = 0x70616972  # "pair": one schema creation at a time across collectors
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password (in the authority or as a ``password=`` parameter)."""
+    url = re.sub(r"(://[^/@:]*):[^@/]*@", r"\1@", url)
+    return re.sub(r"([?&])password=[^&]*&?", r"\1", url).rstrip("?&")
+
+
+class PgBarStore:
+    """The ``bars`` table of one PostgreSQL database, with the SQLite store's interface.
+    Thread-safe: one connection behind a lock (reconnected after a loss), and one more that
+    holds this process's per-symbol advisory locks (``claim``)."""
+
+    def __init__(self, url: str, connect_timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.path = redact(url)  # what messages and the page show
+        self._timeout_s = connect_timeout_s
+        self._lock = threading.Lock()
+        self._claims: psycopg.Connection | None = None
+        self._conn: psycopg.Connection | None = self._connect()
+        try:
+            self._migrate()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise StorageError(_explain(exc, self.path)) from exc
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, round(self._timeout_s)),
+                application_name=f"pairdash {socket.gethostname()}:{os.getpid()}",
+            )
+        except psycopg.Error as exc:
+            raise StorageError(_explain(exc, self.path)) from exc
+
+    def _migrate(self) -> None:
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            cur.execute(_SCHEMA)
+            cur.execute("SELECT max(version) FROM schema_version")
+            (version,) = cur.fetchone()
+            if version is None:
+                cur.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path} has schema version {version}; this program knows {SCHEMA_VERSION}"
+                )
+
+    def _run(self, work: Callable[[psycopg.Connection], object]):
+        """``work(conn)`` under the lock; a lost connection is reopened on the next call."""
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            try:
+                return work(self._conn)
+            except psycopg.OperationalError as exc:
+                self._conn.close()
+                raise StorageError(_explain(exc, self.path)) from exc
+            except psycopg.Error as exc:
+                raise StorageError(_explain(exc, self.path)) from exc
+
+    def upsert(
+        self,
+        bars_list: Iterable[Bars],
+        resume: Iterable[ResumePoint] = (),
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> int:
+        """Insert or update bars (each key once per call), and the resume points that go with
+        them, in one transaction; returns the bar rows inserted or changed."""
+        chunks = [list(bar_rows(bars)) for bars in bars_list]
+        now_ms = int(time.time() * 1000)
+        points = [(p.symbol, p.open_time_ms, p.from_agg_id, now_ms) for p in resume]
+        if not any(chunks) and not points:
+            return 0
+
+        def work(conn: psycopg.Connection) -> int:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS bars_in "
+                    "(LIKE bars INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                with cur.copy(f"COPY bars_in ({', '.join(_ALL)}) FROM STDIN") as copy:
+                    for i, rows in enumerate(chunks, 1):
+                        for row in rows:
+                            copy.write_row(row)
+                        if on_chunk is not None:
+                            on_chunk(i)
+                cur.execute(_UPSERT)
+                written = max(cur.rowcount, 0)
+                if points:
+                    cur.executemany(_SAVE_RESUME, points)
+                return written
+
+        return self._run(work)
+
+    def load(
+        self,
+        symbol: str,
+        timeframe: str,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> Bars:
+        """Stored bars of one symbol and timeframe, ascending by open time."""
+        if timeframe not in TIMEFRAMES_MS:
+            raise ValueError(f"unknown timeframe {timeframe!r}")
+        sql = (
+            f"SELECT {', '.join(BAR_COLUMNS)} FROM bars WHERE symbol = %s AND timeframe = %s "
+            "AND open_time >= %s AND open_time <= %s ORDER BY open_time"
+        )
+        args = (symbol, timeframe, since_ms or 0, until_ms if until_ms is not None else 2**62)
+        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
+        if not rows:
+            return Bars.empty(symbol, timeframe)
+        cols = list(zip(*rows, strict=True))
+        ints = {"open_time", "trades"}
+        arrays = [
+            np.array(col, dtype=np.int64 if name in ints else np.float64)
+            for name, col in zip(BAR_COLUMNS, cols, strict=True)
+        ]
+        return Bars(symbol, timeframe, *arrays)
+
+    def resume_points(self) -> dict[str, ResumePoint]:
+        sql = "SELECT symbol, open_time, from_agg_id, saved_at FROM resume_points"
+        rows = self._run(lambda conn: conn.execute(sql).fetchall())
+        return {r[0]: ResumePoint(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+    def symbols(self) -> list[str]:
+        rows = self._run(lambda conn: conn.execute("SELECT DISTINCT symbol FROM bars").fetchall())
+        return [r[0] for r in rows]
+
+    def count(self, symbol: str | None = None, timeframe: str | None = None) -> int:
+        sql = (
+            "SELECT COUNT(*) FROM bars WHERE (%(s)s::text IS NULL OR symbol = %(s)s) "
+            "AND (%(t)s::text IS NULL OR timeframe = %(t)s)"
+        )
+        args = {"s": symbol, "t": timeframe}
+        return int(self._run(lambda conn: conn.execute(sql, args).fetchone()[0]))
+
+    def claim(self, symbols: list[str]) -> None:
+        """Become the one writer of ``symbols``: a session advisory lock per symbol, held by a
+        connection of its own until ``close()`` or this process dies (the server then releases
+        it). A symbol another collector holds is refused, naming its host and pid."""
+        if self._claims is None:
+            self._claims = self._connect()
+        conn, me = self._claims, (socket.gethostname(), os.getpid())
+        try:
+            for symbol in symbols:
+                (got,) = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                    (f"pairdash collect {symbol}",),
+                ).fetchone()
+                if not got:
+                    row = conn.execute(
+                        "SELECT host, pid, started_at FROM collectors WHERE symbol = %s",
+                        (symbol,),
+                    ).fetchone()
+                    who = "another collector" if row is None else f"{row[0]} pid {row[1]}"
+                    raise StorageError(
+                        f"{symbol} is already being collected into {self.path} by {who}; "
+                        "stop that collector or collect other symbols"
+                    )
+                conn.execute(
+                    "INSERT INTO collectors (symbol, host, pid, started_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (symbol) DO UPDATE SET "
+                    "host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at",
+                    (symbol, *me, int(time.time() * 1000)),
+                )
+        except psycopg.Error as exc:
+            raise StorageError(_explain(exc, self.path)) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in (self._conn, self._claims):
+                if conn is not None:
+                    conn.close()
+
+
+def _explain(exc: psycopg.Error, where: str) -> str:
+    """One line for the user; libpq's own text names the host, never the password."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return (
+            f"no permission in {where}: {text} (grant CREATE on the schema, or create the tables)"
+        )
+    if "password authentication failed" in text:
+        return f"cannot log in to {where}: wrong user or password ({text})"
+    if isinstance(exc, psycopg.OperationalError):
+        return f"cannot reach PostgreSQL at {where}: {text}"
+    return f"database error on {where}: {text}"

@@ -1,0 +1,115 @@
+"""Bar upserts per second into PostgreSQL and SQLite, in the same run, with a naive
+PostgreSQL baseline (one parameterised ``INSERT ... ON CONFLICT`` per row, ``executemany``).
+
+    python bench/bench_storage.py [--hours 6] [--symbols 2] [--repeat 3]
+
+Bars: the 1s, 1m and 5m bars of ``--hours`` simulated hours of ``--symbols`` symbols. Each
+store is timed on a fresh database for: the first save (every row new), the same save again
+(nothing changes: 0 rows written) and a save where every 1s close moved (all 1s rows change).
+PostgreSQL runs in a throwaway cluster on 127.0.0.1 (as the tests start it). Medians of
+``--repeat``. The trade-to-visible lag of a ``--source db`` reader is not measured: that
+reader does not exist yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.exchange.sources import Simulator  # noqa: E402
+from backend.records import TIMEFRAMES_MS  # noqa: E402
+from backend.resampling import bars_from_trades  # noqa: E402
+from backend.storage import BarStore, bar_rows  # noqa: E402
+from backend.storage_pg import PgBarStore  # noqa: E402
+from tests.conftest import PgCluster  # noqa: E402
+
+
+def market_bars(hours: int, n_symbols: int) -> list:
+    symbols = ["BTCUSDT", "ETHUSDT"] + [f"S{i:03d}USDT" for i in range(max(0, n_symbols - 2))]
+    sim = Simulator(symbols[:n_symbols], seed=3)
+    tapes = sim.history(1_765_000_000_000, hours * 3600, recent_s=hours * 3600)
+    return [bars_from_trades(t, tf) for t in tapes.values() for tf in TIMEFRAMES_MS]
+
+
+def naive_pg_upsert(url: str, bars_list) -> int:
+    import psycopg
+
+    from backend.storage_pg import _UPSERT
+
+    rows = [r for b in bars_list for r in bar_rows(b)]
+    placeholders = ", ".join(["%s"] * len(rows[0]))
+    cols = "symbol, timeframe, open_time, open, high, low, close, volume, quote_volume, trades, "
+    cols += "taker_buy_volume"
+    tail = _UPSERT.split("ON CONFLICT", 1)[1]
+    statement = f"INSERT INTO bars ({cols}) VALUES ({placeholders}) ON CONFLICT{tail}"
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.executemany(statement, rows)
+    return len(rows)
+
+
+def timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=int, default=6)
+    ap.add_argument("--symbols", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    bars = market_bars(args.hours, args.symbols)
+    moved = [
+        dataclasses.replace(b, close=b.close + 0.5) if b.timeframe == "1s" else b for b in bars
+    ]
+    n_rows = sum(len(b) for b in bars)
+    n_1s = sum(len(b) for b in bars if b.timeframe == "1s")
+    cluster = PgCluster()
+    results: dict[str, dict[str, list[float]]] = {}
+    try:
+        for _ in range(args.repeat):
+            stores = {
+                "sqlite": lambda: BarStore(Path(tempfile.mkdtemp()) / "b.db"),
+                "postgresql": lambda: PgBarStore(cluster.url(cluster.database())),
+            }
+            for name, make in stores.items():
+                db = make()
+                r = results.setdefault(name, {"first": [], "again": [], "moved": []})
+                t, written = timed(lambda db=db: db.upsert(bars))
+                assert written == n_rows, (name, written)
+                r["first"].append(n_rows / t)
+                t, written = timed(lambda db=db: db.upsert(bars))
+                assert written == 0
+                r["again"].append(n_rows / t)
+                t, written = timed(lambda db=db: db.upsert(moved))
+                assert written == n_1s, (name, written, n_1s)
+                r["moved"].append(n_rows / t)
+                db.close()
+            naive = results.setdefault("postgresql naive", {"first": []})
+            t, _ = timed(lambda: naive_pg_upsert(cluster.url(cluster.database()), bars))
+            naive["first"].append(n_rows / t)
+    finally:
+        cluster.stop()
+    print(f"# bar upserts, {n_rows:,} rows ({args.symbols} symbols, {args.hours} h of 1s/1m/5m);")
+    print(f"# rows per second, medians of {args.repeat}")
+    print(f"{'store':<18}{'first save':>12}{'same again':>12}{'1s moved':>12}")
+    med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in results.items()}
+    for name, r in med.items():
+        cells = "".join(
+            f"{r[m]:>12,.0f}" if m in r else f"{'—':>12}" for m in ("first", "again", "moved")
+        )
+        print(f"{name:<18}{cells}")
+    ratio = med["postgresql"]["first"] / med["postgresql naive"]["first"]
+    print(f"PostgreSQL COPY + upsert vs row-by-row executemany (first save): {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
