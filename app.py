@@ -121,7 +121,7 @@ def run() -> None:
     except (argparse.ArgumentError, ConfigError, ValueError) as exc:
         st.error(f"Bad option: {exc}")
         st.code(
-            "streamlit run app.py [streamlit options] -- --source live|replay|simulate "
+            "streamlit run app.py [streamlit options] -- --source live|replay|simulate|db "
             "--symbols BTCUSDT,ETHUSDT [--help for all]",
             language="text",
         )

@@ -23,6 +23,7 @@ from backend.config import (
     tick_capacity,
 )
 from backend.csv_export import BarsCsv
+from backend.db_source import DbPoller, StoredBars
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import HealthSnapshot, Ingestor
 from backend.pairs import MarketScan, PairCarry, pair_carry, scan_market, with_carry
@@ -34,7 +35,7 @@ from backend.storage import open_store
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("live", "replay", "simulate")
+SOURCES = ("live", "replay", "simulate", "db")
 # A looped replay streams the last hour of its recording by default; the rest is history.
 REPLAY_LIVE_S = 3600
 
@@ -66,7 +67,7 @@ class EngineOptions:
         """The SQLite file; replayed or simulated bars never mix with real ones by default."""
         if self.db:
             return self.db
-        return DEFAULT_DB if self.source == "live" else f"market-{self.source}.db"
+        return DEFAULT_DB if self.source in ("live", "db") else f"market-{self.source}.db"
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,32 @@ class Engine:
             raise
 
     def _start(self, opts: EngineOptions) -> None:
+        if opts.source == "db":
+            self._start_from_db(opts)
+        else:
+            self._start_feed(opts)
+        self.bars_csv = BarsCsv()  # formatted CSV rows, shared by every browser session
+        self.save_lock = threading.Lock()
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _start_from_db(self, opts: EngineOptions) -> None:
+        """No feed: the bars collectors write to ``--db``, read as they land. Without
+        ``--symbols`` every symbol the database holds; named ones it lacks are named."""
+        stored = self.db.symbols()
+        symbols = list(opts.symbols) if opts.symbols != DEFAULT_SYMBOLS else sorted(stored)
+        if not symbols:
+            raise ConfigError(f"{self.db.path} holds no bars yet: start a collector first")
+        self.unknown_symbols = [s for s in symbols if s not in stored]
+        self.symbols = symbols
+        self.cfg = FeedConfig(symbols=symbols, ws_url="", rest_url="", funding=False)
+        self.store = StoredBars(symbols)
+        self.ingestor = DbPoller(self.store, self.db, keep_1s_seconds(opts.keep_1s_h))
+        self.history = self.ingestor.history
+        self.ingestor.poll()  # the page opens with what is there
+        self.ingestor.start()
+
+    def _start_feed(self, opts: EngineOptions) -> None:
         ws_url, rest_url, symbols = opts.ws_url, opts.rest_url, list(opts.symbols)
         if opts.source != "live":
             self.exchange = self._local_exchange(opts)
@@ -143,10 +170,6 @@ class Engine:
         )
         self.history.start()
         self.ingestor.start()
-        self.bars_csv = BarsCsv()  # formatted CSV rows, shared by every browser session
-        self.save_lock = threading.Lock()
-        self._cache: OrderedDict = OrderedDict()
-        self._cache_lock = threading.Lock()
 
     @staticmethod
     def _local_exchange(opts: EngineOptions):
@@ -204,6 +227,8 @@ class Engine:
 
     def save(self, progress=None) -> int:
         """Every bar and the resume points in one transaction; rows inserted or changed."""
+        if self.opts.source == "db":
+            return 0  # the bars came from the database: the collectors save them
         with self.save_lock:
             return save_all(self.store, self.db, progress, resume=self.opts.source == "live")
 

@@ -255,7 +255,7 @@ def _mark_feed_text(mark) -> str:
 def offline_notice(h) -> None:
     feed = h.feed
     if h.source != "live" or feed.messages or feed.state != "reconnecting":
-        if h.source != "live" and st.sidebar.button("Back to the live feed"):
+        if h.source not in ("live", "db") and st.sidebar.button("Back to the live feed"):
             st.session_state["source"] = "live"
             st.rerun()
         return
@@ -943,7 +943,9 @@ def export_panel(engine: Engine, data, controls: Controls | None) -> None:
             key="download_analytics",
             on_click="ignore",
         )
-    if data is engine:  # uploads are the user's own files: nothing to save
+    if data is engine and engine.health().source == "db":
+        right.caption(f"Bars read from {engine.health().db_path}: the collectors save them.")
+    elif data is engine:  # uploads are the user's own files: nothing to save
         db_path = engine.health().db_path
         kind = "PostgreSQL" if db_path.startswith(("postgresql://", "postgres://")) else "SQLite"
         if right.button(f"Save to {kind} ({db_path})", key="save_sqlite"):

@@ -42,10 +42,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_dashboard(tmp_path, *options: str):
+def _serve_dashboard(tmp_path, *options: str, db=None):
     """``streamlit run app.py -- options`` on a free port; yields (url, db), stops it after."""
     port = _free_port()
-    db = tmp_path / "market.db"
+    db = db or tmp_path / "market.db"
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "PYTHONPATH": str(ROOT)}
     # The server's log goes to a file: an unread pipe fills up and blocks the server.
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed after the server
@@ -382,3 +382,48 @@ def test_scanner_ranks_the_cointegrated_pairs_first_and_a_click_opens_one(market
         for pair in shown:
             a, b = sorted(order.index(s) for s in pair)
             assert b == a + 1, (sorted(pair), order)
+
+
+def test_a_db_dashboard_shows_both_collectors_symbols_advancing(
+    tmp_path, exchange_factory, dec_trades, pg_url
+):
+    """Two collectors (one symbol each) write into PostgreSQL; a dashboard with ``--source db``
+    and no feed of its own shows both symbols, its counter rises as their bars land, and its
+    CSV holds the database's rows."""
+    from backend.storage import open_store
+    from tests.test_storage_pg import _collect
+
+    ex = exchange_factory(trades=dec_trades, speed=6.0)
+    collectors = [_collect(ex, pg_url, s) for s in ("BTCUSDT", "ETHUSDT")]
+    try:
+        db = open_store(pg_url)
+        wait_until(lambda: len(db.symbols()) == 2, 30, "both collectors' first bars")
+        served = _serve_dashboard(tmp_path, "--source", "db", db=pg_url)
+        url, _ = next(served)
+        try:
+            with chromium_page("db-source") as page:
+                page.goto(url)
+                page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(
+                    timeout=30_000
+                )
+                for symbol in ("BTCUSDT", "ETHUSDT"):
+                    page.get_by_test_id("stMetric").filter(has_text=symbol).first.wait_for()
+                first = ticks_value(page)
+                wait_until(lambda: ticks_value(page) > first, 20, "bars landing on the page")
+                page.get_by_text("source db").first.wait_for(timeout=10_000)
+                shown = pd.read_csv(download(page, "Download CSV (1s bars"))
+                for symbol in ("BTCUSDT", "ETHUSDT"):
+                    mine = shown[shown["symbol"] == symbol].iloc[:-1]  # the newest may move
+                    stored = db.load(symbol, "1s").to_frame().set_index("open_time")
+                    assert len(mine) > 10
+                    ref = stored.loc[mine["open_time"].to_numpy()]
+                    np.testing.assert_array_equal(mine["close"], ref["close"])
+                    np.testing.assert_array_equal(mine["trades"], ref["trades"])
+                    np.testing.assert_allclose(mine["volume"], ref["volume"], rtol=1e-12)
+        finally:
+            next(served, None)
+        db.close()
+    finally:
+        for proc in collectors:
+            proc.kill()
+            proc.wait(10)

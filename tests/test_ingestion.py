@@ -325,6 +325,7 @@ def test_a_burst_of_50k_messages_per_second_for_10_s_is_absorbed_in_bounded_memo
             ws_url=f"ws://127.0.0.1:{port}/market",
             rest_url=f"http://127.0.0.1:{port}",
             tick_capacity=capacity,
+            funding=False,  # the trade feed alone, as the other feed tests
         )
         store = TickStore(SYMBOLS, tick_capacity=capacity)
         rss0 = peak = rss_mib()
