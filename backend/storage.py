@@ -123,27 +123,13 @@ class BarStore:
         until_ms: int | None = None,
     ) -> Bars:
         """Stored bars of one symbol and timeframe, ascending by open time."""
-        if timeframe not in TIMEFRAMES_MS:
-            raise ValueError(f"unknown timeframe {timeframe!r}")
-        sql = (
-            f"SELECT {', '.join(BAR_COLUMNS)} FROM bars WHERE symbol = ? AND timeframe = ? "
-            "AND open_time >= ? AND open_time <= ? ORDER BY open_time"
-        )
-        args = (symbol, timeframe, since_ms or 0, until_ms if until_ms is not None else 2**62)
+        args = load_args(symbol, timeframe, since_ms, until_ms)
         with self._lock:
             try:
-                rows = self._conn.execute(sql, args).fetchall()
+                rows = self._conn.execute(load_sql("?"), args).fetchall()
             except sqlite3.Error as exc:
                 raise StorageError(_explain(exc, self.path)) from exc
-        if not rows:
-            return Bars.empty(symbol, timeframe)
-        cols = list(zip(*rows, strict=True))
-        ints = {"open_time", "trades"}
-        arrays = [
-            np.array(col, dtype=np.int64 if name in ints else np.float64)
-            for name, col in zip(BAR_COLUMNS, cols, strict=True)
-        ]
-        return Bars(symbol, timeframe, *arrays)
+        return bars_from_rows(symbol, timeframe, rows)
 
     def resume_points(self) -> dict[str, ResumePoint]:
         """The saved resume point of each symbol."""
@@ -179,6 +165,33 @@ def open_store(target: str | Path):
     if is_postgres_url(str(target)):
         return PgBarStore(str(target))
     return BarStore(target)
+
+
+def load_sql(mark: str) -> str:
+    """The range read of ``load``, with the driver's parameter mark (``?`` or ``%s``)."""
+    return (
+        f"SELECT {', '.join(BAR_COLUMNS)} FROM bars WHERE symbol = {mark} AND timeframe = {mark} "
+        f"AND open_time >= {mark} AND open_time <= {mark} ORDER BY open_time"
+    )
+
+
+def load_args(symbol: str, timeframe: str, since_ms: int | None, until_ms: int | None) -> tuple:
+    if timeframe not in TIMEFRAMES_MS:
+        raise ValueError(f"unknown timeframe {timeframe!r}")
+    return symbol, timeframe, since_ms or 0, until_ms if until_ms is not None else 2**62
+
+
+def bars_from_rows(symbol: str, timeframe: str, rows: list[tuple]) -> Bars:
+    """Rows of ``load_sql`` as ``Bars``."""
+    if not rows:
+        return Bars.empty(symbol, timeframe)
+    cols = list(zip(*rows, strict=True))
+    ints = {"open_time", "trades"}
+    arrays = [
+        np.array(col, dtype=np.int64 if name in ints else np.float64)
+        for name, col in zip(BAR_COLUMNS, cols, strict=True)
+    ]
+    return Bars(symbol, timeframe, *arrays)
 
 
 def bar_rows(bars: Bars):

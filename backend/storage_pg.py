@@ -20,11 +20,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-import numpy as np
 import psycopg
 
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, ResumePoint
-from backend.storage import SCHEMA_VERSION, StorageError, bar_rows
+from backend.records import BAR_COLUMNS, Bars, ResumePoint
+from backend.storage import (
+    SCHEMA_VERSION,
+    StorageError,
+    bar_rows,
+    bars_from_rows,
+    load_args,
+    load_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ _SAVE_RESUME = (
     "open_time = EXCLUDED.open_time, from_agg_id = EXCLUDED.from_agg_id, "
     "saved_at = EXCLUDED.saved_at"
 )
+CLAIM_WAIT_S = 2.0
 _MIGRATION_LOCK = 0x70616972  # "pair": one schema creation at a time across collectors
 
 
@@ -178,23 +185,9 @@ class PgBarStore:
         until_ms: int | None = None,
     ) -> Bars:
         """Stored bars of one symbol and timeframe, ascending by open time."""
-        if timeframe not in TIMEFRAMES_MS:
-            raise ValueError(f"unknown timeframe {timeframe!r}")
-        sql = (
-            f"SELECT {', '.join(BAR_COLUMNS)} FROM bars WHERE symbol = %s AND timeframe = %s "
-            "AND open_time >= %s AND open_time <= %s ORDER BY open_time"
-        )
-        args = (symbol, timeframe, since_ms or 0, until_ms if until_ms is not None else 2**62)
-        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
-        if not rows:
-            return Bars.empty(symbol, timeframe)
-        cols = list(zip(*rows, strict=True))
-        ints = {"open_time", "trades"}
-        arrays = [
-            np.array(col, dtype=np.int64 if name in ints else np.float64)
-            for name, col in zip(BAR_COLUMNS, cols, strict=True)
-        ]
-        return Bars(symbol, timeframe, *arrays)
+        args = load_args(symbol, timeframe, since_ms, until_ms)
+        rows = self._run(lambda conn: conn.execute(load_sql("%s"), args).fetchall())
+        return bars_from_rows(symbol, timeframe, rows)
 
     def resume_points(self) -> dict[str, ResumePoint]:
         sql = "SELECT symbol, open_time, from_agg_id, saved_at FROM resume_points"
@@ -222,11 +215,7 @@ class PgBarStore:
         conn, me = self._claims, (socket.gethostname(), os.getpid())
         try:
             for symbol in symbols:
-                (got,) = conn.execute(
-                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
-                    (f"pairdash collect {symbol}",),
-                ).fetchone()
-                if not got:
+                if not self._try_lock(conn, symbol):
                     row = conn.execute(
                         "SELECT host, pid, started_at FROM collectors WHERE symbol = %s",
                         (symbol,),
@@ -244,6 +233,20 @@ class PgBarStore:
                 )
         except psycopg.Error as exc:
             raise StorageError(_explain(exc, self.path)) from exc
+
+    @staticmethod
+    def _try_lock(conn: psycopg.Connection, symbol: str) -> bool:
+        """The symbol's lock, waiting up to ``CLAIM_WAIT_S``: a collector that just ended may
+        still hold it while its server process exits."""
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while True:
+            (got,) = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                (f"pairdash collect {symbol}",),
+            ).fetchone()
+            if got or time.monotonic() >= deadline:
+                return bool(got)
+            time.sleep(0.1)
 
     def close(self) -> None:
         with self._lock:
