@@ -119,6 +119,7 @@ class DbPoller(threading.Thread):
         self.marks = MarkBook()  # collectors store no mark prices: no carry from a database
         self.mark_client = None
         self.history = _NoHistory()
+        self.collectors: tuple = ()  # CollectorHealth of each collected symbol, per poll
         self._stop_flag = threading.Event()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -147,6 +148,7 @@ class DbPoller(threading.Thread):
         # "Latency": how long ago the newest stored second ended (collector flush + our poll).
         latency = None if newest_1s is None else time.time() * 1000 - (newest_1s + 1000)
         self.health.on_frames(read, {}, latency)
+        self.collectors = tuple(self._db.collector_health())
         return read
 
     def run(self) -> None:

@@ -83,6 +83,7 @@ class EngineHealth:
     ws_url: str
     rest_url: str
     db_path: str  # the SQLite file, or the PostgreSQL URL without its password
+    collectors: tuple = ()  # --source db: records.CollectorHealth of each collected symbol
 
 
 class Engine:
@@ -211,6 +212,7 @@ class Engine:
             ws_url=self.cfg.ws_url,
             rest_url=self.cfg.rest_url,
             db_path=self.db.path,  # a PostgreSQL URL without its password
+            collectors=getattr(self.ingestor, "collectors", ()),
         )
 
     @property

@@ -209,6 +209,19 @@ class Coverage:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectorHealth:
+    """What the database says of a symbol's collector: when it last saved, how far its bars are
+    complete (the resume point: every trade before it is stored; behind the newest stored bar
+    while a gap is open), and who it is (PostgreSQL's ``collectors`` tag; None in SQLite)."""
+
+    symbol: str
+    saved_at_ms: int
+    complete_to_ms: int
+    host: str | None
+    pid: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class MarkPrice:
     """One ``markPriceUpdate`` of a perpetual: mark and index price, the funding rate that will
     be charged at ``next_funding_time_ms`` (a fraction per funding interval, not a percent)."""

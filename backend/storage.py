@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, ResumePoint
+from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, CollectorHealth, ResumePoint
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,13 @@ class BarStore:
             except sqlite3.Error as exc:
                 raise StorageError(_explain(exc, self.path)) from exc
         return {r[0]: ResumePoint(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+    def collector_health(self) -> list[CollectorHealth]:
+        """Each collected symbol's last save and completeness (from its resume point)."""
+        return [
+            CollectorHealth(p.symbol, p.saved_at_ms, p.open_time_ms, None, None)
+            for p in self.resume_points().values()
+        ]
 
     def symbols(self) -> list[str]:
         with self._lock:

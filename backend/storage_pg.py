@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
-from backend.records import BAR_COLUMNS, Bars, ResumePoint
+from backend.records import BAR_COLUMNS, Bars, CollectorHealth, ResumePoint
 from backend.storage import (
     SCHEMA_VERSION,
     StorageError,
@@ -193,6 +193,15 @@ class PgBarStore:
         sql = "SELECT symbol, open_time, from_agg_id, saved_at FROM resume_points"
         rows = self._run(lambda conn: conn.execute(sql).fetchall())
         return {r[0]: ResumePoint(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+    def collector_health(self) -> list[CollectorHealth]:
+        """Each collected symbol's last save, completeness and collector (host, pid)."""
+        sql = (
+            "SELECT r.symbol, r.saved_at, r.open_time, c.host, c.pid FROM resume_points r "
+            "LEFT JOIN collectors c USING (symbol) ORDER BY r.symbol"
+        )
+        rows = self._run(lambda conn: conn.execute(sql).fetchall())
+        return [CollectorHealth(r[0], int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
 
     def symbols(self) -> list[str]:
         rows = self._run(lambda conn: conn.execute("SELECT DISTINCT symbol FROM bars").fetchall())

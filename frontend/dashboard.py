@@ -241,8 +241,31 @@ def health_line(h) -> None:
     )
     if health.backfill_error:
         st.caption(f"⚠️ backfill: {health.backfill_error}")
+    if h.collectors:
+        st.html(collectors_html(h))
     if h.mark_feed is not None and h.mark_feed.last_error:
         st.caption(f"⚠️ mark prices: {h.mark_feed.last_error}")
+
+
+def collectors_html(h) -> str:
+    """--source db: each symbol's collector as the database tells it (last save; how far its
+    bars are complete: behind the newest stored bar while it has a gap open)."""
+    now_ms = time.time() * 1000
+    parts = []
+    for c in h.collectors:
+        last = h.store.symbols.get(c.symbol)
+        newest = last.last_trade_time_ms if last is not None else None
+        behind = (
+            ""
+            if newest is None
+            else f", {max(0, (newest - c.complete_to_ms) / 1000):.0f} s behind its newest bar"
+        )
+        who = f" ({c.host} pid {c.pid})" if c.host else ""
+        parts.append(
+            f"{c.symbol}{who}: saved {(now_ms - c.saved_at_ms) / 1000:,.1f} s ago, complete to "
+            f"{time.strftime('%H:%M:%S', time.gmtime(c.complete_to_ms / 1000))} UTC{behind}"
+        )
+    return status_html("collectors", "gray", " · ".join(parts))
 
 
 def _mark_feed_text(mark) -> str:

@@ -411,6 +411,11 @@ def test_a_db_dashboard_shows_both_collectors_symbols_advancing(
                 first = ticks_value(page)
                 wait_until(lambda: ticks_value(page) > first, 20, "bars landing on the page")
                 page.get_by_text("source db").first.wait_for(timeout=10_000)
+                # Each collector as the database names it: host, pid, last save.
+                for symbol, proc in zip(("BTCUSDT", "ETHUSDT"), collectors, strict=True):
+                    page.get_by_text(
+                        f"{symbol} ({socket.gethostname()} pid {proc.pid}): saved"
+                    ).first.wait_for(timeout=10_000)
                 shown = pd.read_csv(download(page, "Download CSV (1s bars"))
                 for symbol in ("BTCUSDT", "ETHUSDT"):
                     mine = shown[shown["symbol"] == symbol].iloc[:-1]  # the newest may move

@@ -55,6 +55,12 @@ def test_a_db_dashboard_shows_what_a_collector_writes_as_it_lands(
         )
         h = engine.health()
         assert h.source == "db" and h.feed.state == "connected" and h.mark_feed is None
+        # Each collected symbol's health, from its resume point: complete to the last second.
+        points = db.resume_points()
+        wait_for(lambda: len(engine.health().collectors) == 2, 5, "the collectors' health")
+        for c in engine.health().collectors:
+            assert c.complete_to_ms == points[c.symbol].open_time_ms
+            assert c.saved_at_ms == points[c.symbol].saved_at_ms and c.host is None
         # The CSV holds exactly the database's rows.
         rows = list(csv.DictReader(io.StringIO(engine.csv("1m").decode())))
         assert len(rows) == _rows(db, symbols, "1m")
