@@ -2,8 +2,8 @@
 
 Polled, not pushed (LISTEN/NOTIFY): one code path for SQLite and PostgreSQL alike, and it costs
 little. Collectors flush every 2 s; a poll each second (``POLL_S``) adds at most a second, and
-is one indexed range read per symbol and timeframe from the newest bar held on (that bar is
-read again: it may have been open). ``StoredBars`` holds what was read behind one lock and
+is one indexed range read per symbol and timeframe, from the bar holding the collector's resume
+point (everything before it is final) or the newest bar held, whichever is older. ``StoredBars`` holds what was read behind one lock and
 answers the engine's reads as the tick store does; ``DbPoller`` is the thread.
 """
 
@@ -23,6 +23,7 @@ from backend.storage import StorageError
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
+REREAD_WITHOUT_POINT_MS = 5_000
 
 
 class StoredBars:
@@ -120,6 +121,7 @@ class DbPoller(threading.Thread):
         self.mark_client = None
         self.history = _NoHistory()
         self.collectors: tuple = ()  # CollectorHealth of each collected symbol, per poll
+        self._complete_before: dict[str, int] = {}  # the points read at the last poll's start
         self._stop_flag = threading.Event()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -131,9 +133,16 @@ class DbPoller(threading.Thread):
         """One pass over every symbol and timeframe; returns the bars read."""
         read = 0
         newest_1s = None
+        # Bars at or after a collector's resume point may still change (the second open when
+        # it flushed, a gap being filled); before it they are final. Points are read *before*
+        # the bars and used by the next poll: a save committed after this poll's bar reads
+        # changed bars only at or after the points read here, so the next poll re-reads them.
+        now_points = tuple(self._db.collector_health())
+        complete = self._complete_before
+        self._complete_before = {c.symbol: c.complete_to_ms for c in now_points}
         for symbol in self._stored.symbols:
             for tf in ("1m", "5m", "1s"):  # 1m first: it says how recent the data is
-                since = self._stored.newest_ms(symbol, tf)
+                since = self._reread_from(symbol, tf, complete.get(symbol))
                 newest_1m = self._stored.newest_ms(symbol, "1m")
                 if since is None and tf == "1s" and self._keep_1s_s and newest_1m is not None:
                     # The last --keep-1s hours of what is stored (not of our clock: a replay's
@@ -148,8 +157,17 @@ class DbPoller(threading.Thread):
         # "Latency": how long ago the newest stored second ended (collector flush + our poll).
         latency = None if newest_1s is None else time.time() * 1000 - (newest_1s + 1000)
         self.health.on_frames(read, {}, latency)
-        self.collectors = tuple(self._db.collector_health())
+        self.collectors = now_points
         return read
+
+    def _reread_from(self, symbol: str, tf: str, complete_to_ms: int | None) -> int | None:
+        newest = self._stored.newest_ms(symbol, tf)
+        if newest is None:
+            return None
+        if complete_to_ms is None:  # no resume point saved: the last few seconds may change
+            complete_to_ms = newest - REREAD_WITHOUT_POINT_MS
+        step = TIMEFRAMES_MS[tf]
+        return min(newest, complete_to_ms // step * step)
 
     def run(self) -> None:
         while not self._stop_flag.is_set():

@@ -7,8 +7,14 @@ Bars: the 1s, 1m and 5m bars of ``--hours`` simulated hours of ``--symbols`` sym
 store is timed on a fresh database for: the first save (every row new), the same save again
 (nothing changes: 0 rows written) and a save where every 1s close moved (all 1s rows change).
 PostgreSQL runs in a throwaway cluster on 127.0.0.1 (as the tests start it). Medians of
-``--repeat``. The trade-to-visible lag of a ``--source db`` reader is not measured: that
-reader does not exist yet.
+``--repeat``.
+
+Then the lag of a ``--source db`` reader: a real collector (``python -m backend collect``,
+flushing every 2 s) streams the local exchange's simulation into each store while the
+dashboard's reader (``db_source.DbPoller``, polling each second) follows it for ``--lag-s``
+seconds. A second's lag is when the reader first held that second's final bar (as the database
+holds it at the end) minus the second's end: flush interval + poll interval + the write and the
+read.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ def main() -> None:
     ap.add_argument("--hours", type=int, default=6)
     ap.add_argument("--symbols", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--lag-s", type=float, default=30.0)
     args = ap.parse_args()
     bars = market_bars(args.hours, args.symbols)
     moved = [
@@ -98,6 +105,10 @@ def main() -> None:
             PgBarStore(url).close()  # the same tables, made outside the timing
             t, _ = timed(lambda url=url: naive_pg_upsert(url, bars))
             naive["first"].append(n_rows / t)
+        lags = {
+            "sqlite": reader_lag(str(Path(tempfile.mkdtemp()) / "lag.db"), args.lag_s),
+            "postgresql": reader_lag(cluster.url(cluster.database()), args.lag_s),
+        }
     finally:
         cluster.stop()
     print(f"# bar upserts, {n_rows:,} rows ({args.symbols} symbols, {args.hours} h of 1s/1m/5m);")
@@ -111,6 +122,75 @@ def main() -> None:
         print(f"{name:<18}{cells}")
     ratio = med["postgresql"]["first"] / med["postgresql naive"]["first"]
     print(f"PostgreSQL COPY + upsert vs row-by-row executemany (first save): {ratio:.1f}x")
+    print(f"# --source db reader: second closed -> its final bar visible, over {args.lag_s:g} s")
+    for name, values in lags.items():
+        q = statistics.quantiles(values, n=10)
+        print(
+            f"{name:<18} {len(values)} seconds: median {statistics.median(values):.2f} s, "
+            f"90th percentile {q[-1]:.2f} s, max {max(values):.2f} s"
+        )
+
+
+def reader_lag(target: str, seconds: float) -> list[float]:
+    """Lags (s) of the seconds a reader saw while a collector wrote them into ``target``."""
+    import os
+    import subprocess
+
+    from backend.db_source import DbPoller, StoredBars
+    from backend.exchange.server import LocalExchange
+    from backend.storage import open_store
+
+    root = Path(__file__).resolve().parents[1]
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    with LocalExchange(simulator=Simulator(symbols), history_s=600) as ex:
+        collector = subprocess.Popen(
+            [sys.executable, "-m", "backend", "collect", "--symbols", ",".join(symbols),
+             "--ws-url", ex.ws_url, "--rest-url", ex.rest_url, "--db", target,
+             "--history-bars", "0", "--history-1s", "0", "--duration", str(seconds + 20)],
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            db = open_store(target)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if db.count(timeframe="1s"):
+                        break
+                except Exception:  # the collector has not made the tables yet
+                    pass
+                time.sleep(0.2)
+            stored = StoredBars(symbols)
+            poller = DbPoller(stored, db, None)
+            poller.start()
+            seen: dict[tuple[str, int], tuple[tuple, float]] = {}  # key -> (values, first seen)
+            start = time.time()
+            while time.time() - start < seconds:
+                now = time.time()
+                for symbol in symbols:
+                    bars = stored.bars(symbol, "1s", last=5)
+                    for i in range(len(bars)):
+                        key = (symbol, int(bars.open_time[i]))
+                        values = (float(bars.close[i]), int(bars.trades[i]), float(bars.volume[i]))
+                        if key not in seen or seen[key][0] != values:
+                            seen[key] = (values, now)
+                time.sleep(0.02)
+            poller.stop()
+            lags = []
+            for symbol in symbols:
+                final = db.load(symbol, "1s")
+                for t, close, n, vol in zip(final.open_time.tolist(), final.close.tolist(),
+                                            final.trades.tolist(), final.volume.tolist(),
+                                            strict=True):  # fmt: skip
+                    hit = seen.get((symbol, t))
+                    # Seconds that closed while we watched, shown with their final values.
+                    if hit and hit[0] == (close, n, vol) and t / 1000 > start + 2:
+                        lags.append(hit[1] - (t + 1000) / 1000)
+            db.close()
+        finally:
+            collector.kill()
+            collector.wait(10)
+    return lags
 
 
 if __name__ == "__main__":

@@ -89,3 +89,32 @@ def test_named_symbols_the_database_lacks_are_named_and_an_empty_one_refused(dec
     finally:
         engine.stop()
         db.close()
+
+
+def test_bars_a_collector_fills_late_reach_the_reader(dec_trades, tmp_path):
+    """A gap filled after later bars were saved changes bars before the newest one: the reader
+    reads again from the collector's resume point (before it, bars are final)."""
+    tape = dec_trades["ETHUSDT"]
+    t0 = int(tape.trade_time_ms[0])
+    hole = (tape.trade_time_ms >= t0 + 60_000) & (tape.trade_time_ms < t0 + 70_000)
+    db = open_store(tmp_path / "m.db")
+    writer = TickStore(["ETHUSDT"])
+    flusher = BarFlusher(writer, db)
+    writer.ingest(tape.take(~hole))  # the stream's trades, a gap ten seconds long inside
+    flusher.flush()
+    engine = _db_engine(tmp_path / "m.db")
+    try:
+        writer.ingest(tape.take(hole), backfill=True)  # the backfill fills it, later
+        flusher.flush()
+        wait_for(
+            lambda: (
+                engine.bars("ETHUSDT", "1s").to_frame().equals(db.load("ETHUSDT", "1s").to_frame())
+            ),
+            10,
+            "the filled seconds on the reader",
+        )
+        for tf in ("1m", "5m"):
+            assert engine.bars("ETHUSDT", tf).to_frame().equals(db.load("ETHUSDT", tf).to_frame())
+    finally:
+        engine.stop()
+        db.close()
