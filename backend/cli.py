@@ -23,6 +23,7 @@ from backend.config import (
     market_pick,
     parse_symbols,
 )
+from backend.signals import stop_on_signals
 from backend.storage import StorageError, open_store
 
 log = logging.getLogger("backend")
@@ -248,14 +249,11 @@ def _serve(args) -> int:
         port=args.port,
         history_s=history_s or 0.0,
     )
+    stop = threading.Event()
+    stop_on_signals(stop)  # before the port is printed: whoever reads it may signal at once
     port = exchange.start()
     print(f"LOCAL_EXCHANGE_PORT={port}", flush=True)
     print(f"ws-url {exchange.ws_url}  rest-url {exchange.rest_url}", flush=True)
-    stop = threading.Event()
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait(args.duration)
     exchange.stop()
     return 0

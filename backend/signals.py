@@ -1,0 +1,32 @@
+"""SIGINT/SIGTERM as a ``threading.Event`` for the long-running commands (collect, serve)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Make SIGINT and SIGTERM set ``stop``; returns a function that restores the previous
+    handlers. A no-op outside the main thread (Python delivers signals only there).
+
+    The handler runs in the main thread between two bytecodes, possibly inside
+    ``stop.wait()`` while that holds the event's lock: setting the event there would wait on a
+    lock its own thread holds, for ever. So the handler hands ``set()`` to a short-lived thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame) -> None:
+        threading.Thread(target=stop.set, name="stop-signal", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

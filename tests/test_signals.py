@@ -1,0 +1,57 @@
+"""SIGTERM while the main thread waits on the stop event: it stops, never hangs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+# The worst moment for a signal: the main thread holds the event's lock, as it does inside
+# stop.wait() just before it sleeps and just after it wakes. A handler that sets the event
+# right there waits on that lock for ever.
+_AT_THE_WORST_MOMENT = """
+import signal, threading
+from backend.signals import stop_on_signals
+
+stop = threading.Event()
+restore = stop_on_signals(stop)
+with stop._cond:
+    signal.raise_signal(signal.SIGTERM)
+assert stop.wait(10), "the signal did not set the event"
+restore()
+assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+print("stopped")
+"""
+
+
+def test_a_signal_landing_inside_the_wait_sets_the_event_without_a_deadlock():
+    done = subprocess.run(
+        [sys.executable, "-c", _AT_THE_WORST_MOMENT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr
+
+
+def test_the_plain_handler_it_replaces_deadlocks_there():
+    """The same moment with ``signal.signal(SIGTERM, lambda *_: stop.set())``: it hangs (the
+    reason for the helper), so the child is ended by the timeout."""
+    plain = _AT_THE_WORST_MOMENT.replace(
+        "restore = stop_on_signals(stop)",
+        "restore = lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: stop.set())",
+    )
+    proc = subprocess.Popen([sys.executable, "-c", plain], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        try:
+            proc.wait(3)
+            hung = False
+        except subprocess.TimeoutExpired:
+            hung = True
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert hung
