@@ -1,9 +1,9 @@
-"""The headless collector: live feed -> tick store -> SQLite, flushed every few seconds."""
+"""The headless collector: live feed -> tick store -> database (SQLite or PostgreSQL), flushed
+every few seconds, as the one writer of its symbols."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 
@@ -11,8 +11,9 @@ from backend.config import RESUME_MAX_AGE_S, FeedConfig, tick_capacity
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import Ingestor
 from backend.persistence import BarFlusher, resume_from_storage
+from backend.signals import stop_on_signals
 from backend.state import TickStore
-from backend.storage import open_store
+from backend.storage import ClaimLost, open_store
 
 log = logging.getLogger(__name__)
 
@@ -49,29 +50,21 @@ def run_collector(
     ingestor.start()
     flusher = BarFlusher(store, db)
     stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    restore_signals = stop_on_signals(stop)
     deadline = None if duration_s is None else time.monotonic() + duration_s
-    log.info("collecting %s into %s", ",".join(cfg.symbols), db_path)
+    log.info("collecting %s into %s", ",".join(cfg.symbols), db.path)
+    lost: str | None = None
     try:
-        while not stop.is_set():
-            wait = flush_interval_s
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    break
-            stop.wait(wait)
-            flusher.flush()
-        # Give open gaps a bounded chance to fill, then write everything, open bars included.
-        ingestor.settle(settle_s)
+        lost = _flush_until_stopped(db, flusher, stop, deadline, flush_interval_s)
+        if lost is None:
+            # Give open gaps a bounded chance to fill, then write everything, open bars included.
+            ingestor.settle(settle_s)
     finally:
         loader.stop()
         ingestor.stop()
-        flusher.flush()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if lost is None and _holds_claims(db):
+            flusher.flush()
+        restore_signals()
         db.close()
     health = ingestor.health.snapshot()
     snap = store.snapshot()
@@ -86,4 +79,34 @@ def run_collector(
         sum(s.duplicates for s in snap.symbols.values()),
         health.malformed,
     )
+    if lost is not None:
+        log.error("stopped: %s", lost)
+        return 2
     return 0 if flusher.last_error is None else 1
+
+
+def _flush_until_stopped(db, flusher, stop, deadline, flush_interval_s) -> str | None:
+    """Flush every ``flush_interval_s`` while this process holds its symbols; the reason it
+    must stop writing if another collector took one, else None at the deadline or a signal."""
+    while not stop.is_set():
+        wait = flush_interval_s
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+        stop.wait(wait)
+        try:
+            held = db.check_claims()  # no write without the symbols' locks
+        except ClaimLost as exc:  # another collector took a symbol: it is the writer now
+            return str(exc)
+        if held:
+            flusher.flush()
+    return None
+
+
+def _holds_claims(db) -> bool:
+    try:
+        return db.check_claims()
+    except ClaimLost as exc:
+        log.error("final save skipped: %s", exc)
+        return False

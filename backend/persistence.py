@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from backend.records import TIMEFRAMES_MS
+from backend.records import TIMEFRAMES_MS, GapStatus
 from backend.state import TickStore
 from backend.storage import BarStore, StorageError
 
@@ -33,6 +33,8 @@ class BarFlusher:
     def flush(self, everything: bool = False) -> int:
         # Resume points first, bars after: the bars read then hold every trade the points claim.
         points = self.store.resume_points()
+        snap = self.store.snapshot()
+        gaps = [GapStatus(s.symbol, s.open_gaps, s.missing_ids) for s in snap.symbols.values()]
         for symbol, since in self.store.take_dirty().items():
             self._pending[symbol] = min(since, self._pending.get(symbol, since))
         targets = dict.fromkeys(self.store.symbols) if everything else dict(self._pending)
@@ -42,7 +44,7 @@ class BarFlusher:
             for tf in TIMEFRAMES_MS
         ]
         try:
-            written = self.db.upsert((b for b in bars if len(b)), points)
+            written = self.db.upsert((b for b in bars if len(b)), points, gaps=gaps)
         except StorageError as exc:
             self.last_error = str(exc)
             log.error("%s", exc)

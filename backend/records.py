@@ -209,16 +209,28 @@ class Coverage:
 
 
 @dataclass(frozen=True, slots=True)
+class GapStatus:
+    """A collector's open gaps in one symbol's aggregate ids, saved with its bars."""
+
+    symbol: str
+    open_gaps: int
+    missing_ids: int
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorHealth:
     """What the database says of a symbol's collector: when it last saved, how far its bars are
     complete (the resume point: every trade before it is stored; behind the newest stored bar
-    while a gap is open), and who it is (PostgreSQL's ``collectors`` tag; None in SQLite)."""
+    while a gap is open), who it is and its open gaps at that save (the ``collectors`` row;
+    None where no collector claimed the symbol, e.g. bars saved from a dashboard)."""
 
     symbol: str
     saved_at_ms: int
     complete_to_ms: int
     host: str | None
     pid: int | None
+    open_gaps: int | None = None
+    missing_ids: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,7 @@ def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
         funding=False,  # the soak measures the trade feed and its bars
     )
     db = open_store(db_path)
+    db.claim(symbols)  # the soak is these symbols' writer, as a collector is
     store = TickStore(symbols, opts.tick_capacity)
     ingestor = Ingestor(store, cfg).start()
     flusher = BarFlusher(store, db)

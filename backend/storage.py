@@ -1,11 +1,14 @@
 """Persistence of bars behind one small interface: ``open_store(target)`` gives the SQLite store
 (a file path: WAL mode, parameterised SQL, idempotent upserts) or the PostgreSQL one
 (``postgresql://...``, ``storage_pg``); both offer ``upsert``, ``load``, ``resume_points``,
-``symbols``, ``count``, ``claim`` and ``close``, and nothing above them knows which."""
+``symbols``, ``count``, ``claim``, ``check_claims``, ``collector_health`` and ``close``, and
+nothing above them knows which."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -14,11 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, CollectorHealth, ResumePoint
+from backend.records import (
+    BAR_COLUMNS,
+    TIMEFRAMES_MS,
+    Bars,
+    CollectorHealth,
+    GapStatus,
+    ResumePoint,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: resume_points
+SCHEMA_VERSION = 3  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps)
 DEFAULT_DB = "market.db"
 
 _SCHEMA = """
@@ -35,6 +45,15 @@ CREATE TABLE IF NOT EXISTS resume_points (
     open_time INTEGER NOT NULL,
     from_agg_id INTEGER NOT NULL,
     saved_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS collectors (
+    symbol TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    open_gaps INTEGER,
+    missing_ids INTEGER,
+    updated_at INTEGER
 );
 """
 _SAVE_RESUME = (
@@ -57,6 +76,10 @@ _UPSERT = (
 
 class StorageError(RuntimeError):
     """A database problem, worded for the user (locked, read-only, full, wrong schema)."""
+
+
+class ClaimLost(StorageError):
+    """Another collector holds a symbol this one was writing: it must stop."""
 
 
 class BarStore:
@@ -89,13 +112,16 @@ class BarStore:
         bars_list: Iterable[Bars],
         resume: Iterable[ResumePoint] = (),
         on_chunk: Callable[[int], None] | None = None,
+        gaps: Iterable[GapStatus] = (),
     ) -> int:
-        """Insert or update bars, and the resume points that go with them, in one transaction;
-        returns the bar rows inserted or changed. ``on_chunk(i)`` is called after the i-th
-        ``Bars`` of ``bars_list`` is written (progress), inside the transaction."""
+        """Insert or update bars, and the resume points and gap counts that go with them, in
+        one transaction; returns the bar rows inserted or changed. ``on_chunk(i)`` is called
+        after the i-th ``Bars`` of ``bars_list`` is written (progress), inside the transaction.
+        Gap counts land in this process's own ``collectors`` rows (those it claimed)."""
         chunks = [list(bar_rows(bars)) for bars in bars_list]
         now_ms = int(time.time() * 1000)
         points = [(p.symbol, p.open_time_ms, p.from_agg_id, now_ms) for p in resume]
+        statuses = gap_rows(gaps, now_ms)
         if not any(chunks) and not points:
             return 0
         with self._lock:
@@ -108,6 +134,7 @@ class BarStore:
                         on_chunk(i)
                 written = self._conn.total_changes - before
                 self._conn.executemany(_SAVE_RESUME, points)
+                self._conn.executemany(gap_sql("?"), statuses)
                 self._conn.execute("COMMIT")
                 return written
             except sqlite3.Error as exc:
@@ -142,11 +169,13 @@ class BarStore:
         return {r[0]: ResumePoint(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
     def collector_health(self) -> list[CollectorHealth]:
-        """Each collected symbol's last save and completeness (from its resume point)."""
-        return [
-            CollectorHealth(p.symbol, p.saved_at_ms, p.open_time_ms, None, None)
-            for p in self.resume_points().values()
-        ]
+        """Each saved symbol's last save, completeness and collector (``HEALTH_SQL``)."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(HEALTH_SQL).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(_explain(exc, self.path)) from exc
+        return health_from_rows(rows)
 
     def symbols(self) -> list[str]:
         with self._lock:
@@ -158,7 +187,19 @@ class BarStore:
             return self._conn.execute(sql, (symbol, symbol, timeframe, timeframe)).fetchone()[0]
 
     def claim(self, symbols: list[str]) -> None:
-        """One machine, one file: SQLite's own locking serialises writers; nothing to claim."""
+        """Name this process as the collector of ``symbols`` (its ``collectors`` rows). One
+        machine, one file: SQLite's own locking serialises writers, and no lock is taken."""
+        now_ms = int(time.time() * 1000)
+        rows = [(s, *collector_id(), now_ms) for s in symbols]
+        with self._lock:
+            try:
+                self._conn.executemany(claim_sql("?"), rows)
+            except sqlite3.Error as exc:
+                raise StorageError(_explain(exc, self.path)) from exc
+
+    def check_claims(self) -> bool:
+        """Nothing held, nothing to lose (see ``claim``): always True."""
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -172,6 +213,50 @@ def open_store(target: str | Path):
     if is_postgres_url(str(target)):
         return PgBarStore(str(target))
     return BarStore(target)
+
+
+def collector_id() -> tuple[str, int]:
+    """Who this process is in the ``collectors`` table: (host, pid)."""
+    return socket.gethostname(), os.getpid()
+
+
+def claim_sql(mark: str) -> str:
+    """(symbol, host, pid, started_at): the row a collector writes when it takes a symbol."""
+    return (
+        f"INSERT INTO collectors (symbol, host, pid, started_at) VALUES ({mark}, {mark}, "
+        f"{mark}, {mark}) ON CONFLICT (symbol) DO UPDATE SET host = excluded.host, "
+        "pid = excluded.pid, started_at = excluded.started_at, open_gaps = NULL, "
+        "missing_ids = NULL, updated_at = NULL"
+    )
+
+
+def gap_sql(mark: str) -> str:
+    """(open_gaps, missing_ids, updated_at, symbol, host, pid): only this process's own rows,
+    so a collector that lost a symbol to another never overwrites the other's counts."""
+    return (
+        f"UPDATE collectors SET open_gaps = {mark}, missing_ids = {mark}, updated_at = {mark} "
+        f"WHERE symbol = {mark} AND host = {mark} AND pid = {mark}"
+    )
+
+
+def gap_rows(gaps: Iterable[GapStatus], now_ms: int) -> list[tuple]:
+    me = collector_id()
+    return [(g.open_gaps, g.missing_ids, now_ms, g.symbol, *me) for g in gaps]
+
+
+HEALTH_SQL = (
+    "SELECT r.symbol, r.saved_at, r.open_time, c.host, c.pid, c.open_gaps, c.missing_ids "
+    "FROM resume_points r LEFT JOIN collectors c ON c.symbol = r.symbol ORDER BY r.symbol"
+)
+
+
+def health_from_rows(rows: list[tuple]) -> list[CollectorHealth]:
+    return [
+        CollectorHealth(
+            r[0], int(r[1]), int(r[2]), r[3], r[4], *(None if v is None else int(v) for v in r[5:])
+        )
+        for r in rows
+    ]
 
 
 def load_sql(mark: str) -> str:

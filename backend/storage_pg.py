@@ -1,9 +1,10 @@
 """PostgreSQL persistence of bars: the shared store of many collectors and dashboards.
 
 Same tables and keys as the SQLite store (``bars`` keyed by ``(symbol, timeframe, open_time)``,
-``resume_points``), created if missing, the schema version kept in ``schema_version``; plus
-``collectors``: who collects which symbol (host, pid, since), the name tag of the per-symbol
-advisory lock a collector holds for as long as its connection lives.
+``resume_points``, ``collectors``), created if missing, the schema version kept in
+``schema_version``. ``collectors`` names who collects which symbol (host, pid, since, its open
+gaps): the name tag of the per-symbol advisory lock a collector holds for as long as its
+connection lives.
 
 Bulk writes: ``COPY`` into a temporary table, then ``INSERT ... ON CONFLICT ... DO UPDATE ...
 WHERE`` a value changed, so saving twice writes (and counts) nothing; bars and resume points in
@@ -13,21 +14,26 @@ one transaction. SQL is parameterised; the URL is shown without its password.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 
 import psycopg
 
-from backend.records import BAR_COLUMNS, Bars, CollectorHealth, ResumePoint
+from backend.records import BAR_COLUMNS, Bars, CollectorHealth, GapStatus, ResumePoint
 from backend.storage import (
+    HEALTH_SQL,
     SCHEMA_VERSION,
+    ClaimLost,
     StorageError,
     bar_rows,
     bars_from_rows,
+    claim_sql,
+    collector_id,
+    gap_rows,
+    gap_sql,
+    health_from_rows,
     load_args,
     load_sql,
 )
@@ -58,6 +64,8 @@ CREATE TABLE IF NOT EXISTS collectors (
     pid INTEGER NOT NULL,
     started_at BIGINT NOT NULL
 );
+ALTER TABLE collectors ADD COLUMN IF NOT EXISTS open_gaps INTEGER,
+    ADD COLUMN IF NOT EXISTS missing_ids BIGINT, ADD COLUMN IF NOT EXISTS updated_at BIGINT;
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 """
 _UPSERT = (
@@ -99,6 +107,7 @@ class PgBarStore:
         self._timeout_s = connect_timeout_s
         self._lock = threading.Lock()
         self._claims: psycopg.Connection | None = None
+        self._claimed: list[str] = []
         self._conn: psycopg.Connection | None = self._connect()
         try:
             self._migrate()
@@ -106,13 +115,14 @@ class PgBarStore:
             self._conn.close()
             raise StorageError(_explain(exc, self.path)) from exc
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self, role: str = "store") -> psycopg.Connection:
+        host, pid = collector_id()
         try:
             return psycopg.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=max(1, round(self._timeout_s)),
-                application_name=f"pairdash {socket.gethostname()}:{os.getpid()}",
+                application_name=f"pairdash {role} {host}:{pid}",  # pg_stat_activity says who
             )
         except psycopg.Error as exc:
             raise StorageError(_explain(exc, self.path)) from exc
@@ -129,6 +139,8 @@ class PgBarStore:
                 raise StorageError(
                     f"{self.path} has schema version {version}; this program knows {SCHEMA_VERSION}"
                 )
+            elif version < SCHEMA_VERSION:  # the schema above has just brought it up to date
+                cur.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
 
     def _run(self, work: Callable[[psycopg.Connection], object]):
         """``work(conn)`` under the lock; a lost connection is reopened on the next call."""
@@ -148,12 +160,15 @@ class PgBarStore:
         bars_list: Iterable[Bars],
         resume: Iterable[ResumePoint] = (),
         on_chunk: Callable[[int], None] | None = None,
+        gaps: Iterable[GapStatus] = (),
     ) -> int:
-        """Insert or update bars (each key once per call), and the resume points that go with
-        them, in one transaction; returns the bar rows inserted or changed."""
+        """Insert or update bars (each key once per call), and the resume points and gap
+        counts that go with them, in one transaction; returns the bar rows inserted or
+        changed (as ``storage.BarStore.upsert``)."""
         chunks = [list(bar_rows(bars)) for bars in bars_list]
         now_ms = int(time.time() * 1000)
         points = [(p.symbol, p.open_time_ms, p.from_agg_id, now_ms) for p in resume]
+        statuses = gap_rows(gaps, now_ms)
         if not any(chunks) and not points:
             return 0
 
@@ -173,6 +188,8 @@ class PgBarStore:
                 written = max(cur.rowcount, 0)
                 if points:
                     cur.executemany(_SAVE_RESUME, points)
+                if statuses:
+                    cur.executemany(gap_sql("%s"), statuses)
                 return written
 
         return self._run(work)
@@ -195,13 +212,8 @@ class PgBarStore:
         return {r[0]: ResumePoint(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
     def collector_health(self) -> list[CollectorHealth]:
-        """Each collected symbol's last save, completeness and collector (host, pid)."""
-        sql = (
-            "SELECT r.symbol, r.saved_at, r.open_time, c.host, c.pid FROM resume_points r "
-            "LEFT JOIN collectors c USING (symbol) ORDER BY r.symbol"
-        )
-        rows = self._run(lambda conn: conn.execute(sql).fetchall())
-        return [CollectorHealth(r[0], int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
+        """Each saved symbol's last save, completeness and collector (``HEALTH_SQL``)."""
+        return health_from_rows(self._run(lambda conn: conn.execute(HEALTH_SQL).fetchall()))
 
     def symbols(self) -> list[str]:
         rows = self._run(lambda conn: conn.execute("SELECT DISTINCT symbol FROM bars").fetchall())
@@ -220,28 +232,52 @@ class PgBarStore:
         connection of its own until ``close()`` or this process dies (the server then releases
         it). A symbol another collector holds is refused, naming its host and pid."""
         if self._claims is None:
-            self._claims = self._connect()
-        conn, me = self._claims, (socket.gethostname(), os.getpid())
+            self._claims = self._connect("claims")
         try:
-            for symbol in symbols:
-                if not self._try_lock(conn, symbol):
-                    row = conn.execute(
-                        "SELECT host, pid, started_at FROM collectors WHERE symbol = %s",
-                        (symbol,),
-                    ).fetchone()
-                    who = "another collector" if row is None else f"{row[0]} pid {row[1]}"
-                    raise StorageError(
-                        f"{symbol} is already being collected into {self.path} by {who}; "
-                        "stop that collector or collect other symbols"
-                    )
-                conn.execute(
-                    "INSERT INTO collectors (symbol, host, pid, started_at) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (symbol) DO UPDATE SET "
-                    "host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at",
-                    (symbol, *me, int(time.time() * 1000)),
-                )
+            self._take(self._claims, symbols)
         except psycopg.Error as exc:
             raise StorageError(_explain(exc, self.path)) from exc
+        self._claimed = list(dict.fromkeys([*self._claimed, *symbols]))
+
+    def check_claims(self) -> bool:
+        """Still the one writer? The locks live as long as their connection: if the server
+        dropped it (restart, network), reconnect and take them again. False while the server
+        cannot be reached (write nothing: the locks are not held); raises ``ClaimLost`` when
+        another collector took a symbol meanwhile."""
+        if not self._claimed:
+            return True
+        if self._claims is not None and not self._claims.closed:
+            try:
+                self._claims.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                self._claims.close()
+                log.warning("%s: the connection holding the symbols' locks was lost", self.path)
+        try:
+            self._claims = self._connect("claims")
+            self._take(self._claims, self._claimed)
+        except ClaimLost:
+            raise
+        except (StorageError, psycopg.Error) as exc:
+            if self._claims is not None:
+                self._claims.close()
+            log.warning("cannot take the symbols' locks again yet: %s", exc)
+            return False
+        log.info("%s: the symbols' locks are held again", self.path)
+        return True
+
+    def _take(self, conn: psycopg.Connection, symbols: list[str]) -> None:
+        for symbol in symbols:
+            if not self._try_lock(conn, symbol):
+                row = conn.execute(
+                    "SELECT host, pid FROM collectors WHERE symbol = %s", (symbol,)
+                ).fetchone()
+                who = "another collector" if row is None else f"{row[0]} pid {row[1]}"
+                raise ClaimLost(
+                    f"{symbol} is already being collected into {self.path} by {who}; "
+                    "stop that collector or collect other symbols"
+                )
+            conn.execute(claim_sql("%s"), (symbol, *collector_id(), int(time.time() * 1000)))
 
     @staticmethod
     def _try_lock(conn: psycopg.Connection, symbol: str) -> bool:

@@ -248,8 +248,8 @@ def health_line(h) -> None:
 
 
 def collectors_html(h) -> str:
-    """--source db: each symbol's collector as the database tells it (last save; how far its
-    bars are complete: behind the newest stored bar while it has a gap open)."""
+    """--source db: each symbol's collector as the database tells it (who; last save; how far
+    its bars are complete: behind the newest stored bar while it has a gap open; its gaps)."""
     now_ms = time.time() * 1000
     parts = []
     for c in h.collectors:
@@ -260,10 +260,11 @@ def collectors_html(h) -> str:
             if newest is None
             else f", {max(0, (newest - c.complete_to_ms) / 1000):.0f} s behind its newest bar"
         )
-        who = f" ({c.host} pid {c.pid})" if c.host else ""
+        who = f" ({c.host} pid {c.pid})" if c.host else " (no collector named)"
+        gaps = "" if c.open_gaps is None else f", gaps open {c.open_gaps} ({c.missing_ids:,} ids)"
         parts.append(
             f"{c.symbol}{who}: saved {(now_ms - c.saved_at_ms) / 1000:,.1f} s ago, complete to "
-            f"{time.strftime('%H:%M:%S', time.gmtime(c.complete_to_ms / 1000))} UTC{behind}"
+            f"{time.strftime('%H:%M:%S', time.gmtime(c.complete_to_ms / 1000))} UTC{behind}{gaps}"
         )
     return status_html("collectors", "gray", " · ".join(parts))
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import socket
 
+import numpy as np
 import pytest
 
 from backend.engine import Engine, EngineOptions
@@ -31,6 +34,7 @@ def test_a_db_dashboard_shows_what_a_collector_writes_as_it_lands(
     target = tmp_path / "m.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     db = open_store(target)
     symbols = sorted(dec_trades)
+    db.claim(symbols)  # the writer names itself, as a collector does
     writer = TickStore(symbols)
     flusher = BarFlusher(writer, db)
     halves = {s: len(t) // 2 for s, t in dec_trades.items()}
@@ -43,8 +47,11 @@ def test_a_db_dashboard_shows_what_a_collector_writes_as_it_lands(
         for s in symbols:
             for tf in TIMEFRAMES_MS:  # the page opens with every stored bar
                 assert engine.bars(s, tf).to_frame().equals(db.load(s, tf).to_frame()), (s, tf)
-        for s, tape in dec_trades.items():  # ... and goes on writing: the page follows
-            writer.ingest(tape.take(slice(halves[s], None)))
+        lost = {}  # ... and goes on writing, three trades of each lost: the page follows
+        for s, tape in dec_trades.items():
+            held = np.r_[halves[s] : halves[s] + 10, halves[s] + 13 : len(tape)]
+            lost[s] = int(tape.agg_id[halves[s] + 13] - tape.agg_id[halves[s] + 9] - 1)
+            writer.ingest(tape.take(held))
         flusher.flush()
         wait_for(
             lambda: all(
@@ -55,12 +62,22 @@ def test_a_db_dashboard_shows_what_a_collector_writes_as_it_lands(
         )
         h = engine.health()
         assert h.source == "db" and h.feed.state == "connected" and h.mark_feed is None
-        # Each collected symbol's health, from its resume point: complete to the last second.
+        # Each collected symbol's health: who, complete to its resume point (before the lost
+        # trades), and the gap they left.
         points = db.resume_points()
-        wait_for(lambda: len(engine.health().collectors) == 2, 5, "the collectors' health")
+        wait_for(
+            lambda: [c.open_gaps for c in engine.health().collectors] == [1, 1],
+            5,
+            "the collectors' health as of the last save",
+        )
         for c in engine.health().collectors:
             assert c.complete_to_ms == points[c.symbol].open_time_ms
-            assert c.saved_at_ms == points[c.symbol].saved_at_ms and c.host is None
+            assert c.complete_to_ms <= int(
+                dec_trades[c.symbol].trade_time_ms[halves[c.symbol] + 10]
+            )
+            assert c.saved_at_ms == points[c.symbol].saved_at_ms
+            assert (c.host, c.pid) == (socket.gethostname(), os.getpid())
+            assert (c.open_gaps, c.missing_ids) == (1, lost[c.symbol]) and lost[c.symbol] >= 3
         # The CSV holds exactly the database's rows.
         rows = list(csv.DictReader(io.StringIO(engine.csv("1m").decode())))
         assert len(rows) == _rows(db, symbols, "1m")

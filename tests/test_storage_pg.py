@@ -12,7 +12,7 @@ import pytest
 
 from backend.records import TIMEFRAMES_MS, Bars, ResumePoint
 from backend.resampling import bars_from_trades
-from backend.storage import StorageError, open_store
+from backend.storage import SCHEMA_VERSION, ClaimLost, StorageError, open_store
 from backend.storage_pg import PgBarStore, redact
 from tests.conftest import PG_PASSWORD, assert_bars_equal, reference_bars
 
@@ -73,8 +73,53 @@ def test_the_schema_is_created_once_and_its_version_kept(pg_url, pg_cluster):
     open_store(pg_url).close()
     open_store(pg_url).close()  # a second open finds the tables
     pg_cluster.sql("UPDATE schema_version SET version = 99", db=pg_url.rsplit("/", 1)[1])
-    with pytest.raises(StorageError, match="has schema version 99; this program knows 2"):
+    with pytest.raises(
+        StorageError, match=f"has schema version 99; this program knows {SCHEMA_VERSION}"
+    ):
         open_store(pg_url)
+
+
+def test_a_version_2_database_gains_the_collectors_gap_columns(pg_url, pg_cluster):
+    import psycopg
+
+    name = pg_url.rsplit("/", 1)[1]
+    for statement in (  # the tables as version 2 made them, with a claimed symbol
+        "CREATE TABLE collectors (symbol TEXT PRIMARY KEY, host TEXT NOT NULL, "
+        "pid INTEGER NOT NULL, started_at BIGINT NOT NULL)",
+        "INSERT INTO collectors VALUES ('BTCUSDT', 'old', 1, 5)",
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        "INSERT INTO schema_version VALUES (2)",
+    ):
+        pg_cluster.sql(statement, db=name)
+    open_store(pg_url).close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        row = conn.execute("SELECT host, pid, open_gaps, missing_ids FROM collectors").fetchone()
+    assert row == ("old", 1, None, None)
+
+
+def _drop(pg_cluster, backend_pid: int) -> None:
+    """The server ends one connection (as a restart or a network cut does), and waits until
+    that backend is gone, its advisory locks with it."""
+    pg_cluster.sql(f"SELECT pg_terminate_backend({backend_pid}, 10000)")
+
+
+def test_a_lost_lock_connection_is_taken_again_and_nothing_written_meanwhile(pg_url, pg_cluster):
+    name = pg_url.rsplit("/", 1)[1]
+    first = open_store(pg_url)
+    first.claim(["BTCUSDT"])
+    assert first.check_claims() is True  # held: nothing to do
+    # The connection drops and the server takes no new ones for a while: the locks are not held.
+    pg_cluster.sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+    _drop(pg_cluster, first._claims.info.backend_pid)
+    assert first.check_claims() is False
+    pg_cluster.sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+    assert first.check_claims() is True  # taken again: a second writer is refused
+    second = open_store(pg_url)
+    with pytest.raises(ClaimLost, match="BTCUSDT is already being collected"):
+        second.claim(["BTCUSDT"])
+    second.close()
+    first.close()
 
 
 def test_bad_servers_and_logins_are_one_line_errors_without_the_password(pg_cluster):
@@ -198,6 +243,46 @@ def test_two_collectors_one_database_through_faults_and_a_kill(
                 )
     finally:
         db.close()
+
+
+def test_a_collector_whose_symbol_was_taken_while_its_lock_was_lost_stops(
+    exchange_factory, dec_trades, pg_url, pg_cluster
+):
+    """A collector's lock connection drops while the server refuses new connections; another
+    writer takes the symbol meanwhile. When the collector can reconnect it finds the symbol
+    taken and stops (exit 2), naming the new writer, instead of writing beside it."""
+    import os
+
+    import psycopg
+
+    from tests.conftest import wait_for
+
+    name = pg_url.rsplit("/", 1)[1]
+    ex = exchange_factory(trades=dec_trades, speed=4.0)
+    proc = _collect(ex, pg_url, "BTCUSDT")
+    thief = open_store(pg_url)
+    try:
+        wait_for(lambda: _stored_trades(pg_url).get("BTCUSDT", 0) > 0, 30, "a first flush")
+        thief.claim([])  # its lock connection, opened while the server still takes new ones
+        tag = f"pairdash claims {socket.gethostname()}:{proc.pid}"
+        with psycopg.connect(pg_url) as conn:
+            (backend_pid,) = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (tag,)
+            ).fetchone()
+        pg_cluster.sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        _drop(pg_cluster, backend_pid)
+        thief.claim(["BTCUSDT"])
+        pg_cluster.sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2, err[-2000:]
+        line = err.strip().splitlines()[-1]
+        assert "stopped: BTCUSDT is already being collected into" in line
+        assert f"by {socket.gethostname()} pid {os.getpid()}" in line
+    finally:
+        pg_cluster.sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        if proc.poll() is None:
+            proc.kill()
+        thief.close()
 
 
 def test_the_dashboards_engine_saves_into_postgresql(pg_url):
