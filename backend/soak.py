@@ -95,7 +95,7 @@ def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
     next_report = started + opts.report_every_s
     print(
         f"# soak: {opts.rate_msgs_per_s:,.0f} msg/s target (replay x{speed:.1f}), "
-        f"{opts.minutes:g} min, db {db_path}",
+        f"{opts.minutes:g} min, db {db.path}",  # a PostgreSQL URL without its password
         file=out,
         flush=True,
     )

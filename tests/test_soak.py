@@ -21,3 +21,27 @@ def test_soak_reports_rising_ticks_and_ends_by_itself(shared_data):
     assert ticks == sorted(ticks) and ticks[-1] > ticks[0] > 0
     assert all(r[-1] == "-" for r in rows)  # no flush error
     assert all(r[7] == "0" and r[8] == "0" for r in rows[-1:])  # no open gap, no reconnect
+
+
+def test_soak_into_postgresql_names_the_url_without_its_password(shared_data, pg_cluster):
+    import psycopg
+
+    from tests.conftest import PG_PASSWORD
+
+    url = pg_cluster.url(pg_cluster.database())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend", "--log-level", "WARNING", "soak",
+         "--minutes", "0.1", "--rate", "2000", "--report-every", "2", "--db", url],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert PG_PASSWORD not in out + err
+    assert f"db {url.replace(':' + PG_PASSWORD, '')}" in out.splitlines()[0]
+    with psycopg.connect(url) as conn:
+        tfs = conn.execute("SELECT symbol, timeframe, count(*) FROM bars GROUP BY 1, 2").fetchall()
+        who = conn.execute("SELECT symbol, pid, open_gaps FROM collectors ORDER BY 1").fetchall()
+    assert {(s, tf) for s, tf, n in tfs if n > 0} == {
+        (s, tf) for s in ("BTCUSDT", "ETHUSDT") for tf in ("1s", "1m", "5m")
+    }
+    assert who == [("BTCUSDT", proc.pid, 0), ("ETHUSDT", proc.pid, 0)]  # the soak is the writer
