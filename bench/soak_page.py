@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_page import CHROMIUM, renderers, serve  # noqa: E402
+from bench_page import CHROMIUM, FIRST_FIGURE, renderers, serve  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -49,7 +49,7 @@ def main() -> None:
                 cdp = page.context.new_cdp_session(page)
                 cdp.send("Performance.enable")
                 page.goto(url)
-                ticks = page.get_by_test_id("stMetricValue").first
+                ticks = page.locator(FIRST_FIGURE).first
                 ticks.wait_for(timeout=60_000)
                 print(f"# soak of the page, {args.minutes:g} min, a sample every {args.every:g} s")
                 print(f"{'min':>6}{'server MiB':>12}{'renderer MiB':>14}{'JS heap MiB':>13}  ticks")

@@ -21,6 +21,8 @@ class Card:
     label: str
     value: str
     help: str = ""
+    delta: str = ""  # under the value, as st.metric's delta
+    delta_tone: str = "off"  # "up" (green ▲), "down" (red ▼) or "off" (grey, no arrow)
 
 
 def cards_html(cards: list[Card], note: str = "", columns: int = 4) -> str:
@@ -33,10 +35,14 @@ def cards_html(cards: list[Card], note: str = "", columns: int = 4) -> str:
 
 def _card(card: Card) -> str:
     info = f' <span class="pa-help" title="{escape(card.help)}">?</span>' if card.help else ""
+    delta = ""
+    if card.delta:
+        arrow = {"up": "▲ ", "down": "▼ "}.get(card.delta_tone, "")
+        delta = f'<div class="pa-delta pa-{card.delta_tone}">{arrow}{escape(card.delta)}</div>'
     return (
         f'<div class="pa-card" data-label="{escape(card.label)}">'
         f'<div class="pa-label">{escape(card.label)}{info}</div>'
-        f'<div class="pa-value">{escape(card.value)}</div></div>'
+        f'<div class="pa-value">{escape(card.value)}</div>{delta}</div>'
     )
 
 
@@ -46,3 +52,8 @@ def status_html(state: str, colour: str, text: str) -> str:
         f'<div class="pa-status"><span class="pa-{colour}">● {escape(state)}</span>'
         f" · {escape(text)}</div>"
     )
+
+
+def warning_html(text: str) -> str:
+    """A line that something is wrong (a backfill or mark-price error), text escaped."""
+    return f'<div class="pa-status">⚠️ {escape(text)}</div>'

@@ -26,7 +26,7 @@ from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
 from frontend import charts
-from frontend.cards import STYLE, Card, cards_html, status_html
+from frontend.cards import STYLE, Card, cards_html, status_html, warning_html
 from frontend.downloads import keep_click_built_files
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
@@ -180,36 +180,42 @@ def pair_sections(engine: Engine, data, every, analysis_box, charts_box, export_
 
 
 def live_strip(engine: Engine) -> None:
+    """Ticks, prices and the feed's health as one HTML block, its fragment's only element:
+    each run of a fragment makes the browser re-render every element on the page, and four
+    times a second this is the page's most frequent run (bench/bench_page.py: three
+    ``st.metric`` and a status line cost the renderer more than one block of the same)."""
     h = engine.health()
     snap, symbols = h.store, h.symbols
     shown = symbols[:STRIP_SYMBOLS]
-    cols = st.columns(1 + len(shown))
     more = len(symbols) - len(shown)
-    cols[0].metric(
-        "Ticks",
-        f"{snap.total_ticks:,}",
-        help=f"aggregate trades held, all {len(symbols)} symbols"
-        + (f"; prices of the first {len(shown)} shown" if more else ""),
+    cards = [
+        Card(
+            "Ticks",
+            f"{snap.total_ticks:,}",
+            f"aggregate trades held, all {len(symbols)} symbols"
+            + (f"; prices of the first {len(shown)} shown" if more else ""),
+        )
+    ]
+    cards += [price_card(symbol, snap.symbols[symbol]) for symbol in shown]
+    note = f"Prices of {len(shown)} of {len(symbols)} symbols shown; ticks of all." if more else ""
+    st.html(cards_html(cards, note, columns=len(cards)) + health_html(h))
+
+
+def price_card(symbol: str, s) -> Card:
+    if s.last_price is None:
+        return Card(symbol, "—")
+    change = (s.last_price / s.first_price - 1) * 100 if s.first_price else 0.0
+    if round(change, 3) == 0:  # no "−0.000%" with a red arrow
+        return Card(symbol, f"{s.last_price:,.2f}", delta="0.000% since start")
+    tone = "up" if change > 0 else "down"
+    return Card(
+        symbol, f"{s.last_price:,.2f}", delta=f"{change:+.3f}% since start", delta_tone=tone
     )
-    for col, symbol in zip(cols[1:], shown, strict=True):
-        s = snap.symbols[symbol]
-        if s.last_price is None:
-            col.metric(symbol, "—")
-            continue
-        change = (s.last_price / s.first_price - 1) * 100 if s.first_price else 0.0
-        if round(change, 3) == 0:  # no "−0.000%" with a red arrow
-            col.metric(symbol, f"{s.last_price:,.2f}", "0.000% since start", delta_color="off")
-        else:
-            col.metric(symbol, f"{s.last_price:,.2f}", f"{change:+.3f}% since start")
-    if more:
-        st.caption(f"Prices of {len(shown)} of {len(symbols)} symbols shown; ticks of all.")
-    health_line(h)
 
 
-def health_line(h) -> None:
-    """The feed's health under the prices, in their fragment: each fragment run makes the
-    browser re-render every element on the page (a profile here: ~25 ms a run), so one run
-    for both beats two; plain HTML, no markdown for the browser to parse."""
+def health_html(h) -> str:
+    """The feed's health under the prices, in the same block; plain HTML, no markdown for the
+    browser to parse."""
     snap, health = h.store, h.feed
     age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
     latency = (
@@ -226,7 +232,7 @@ def health_line(h) -> None:
     replay = h.replay_pass
     if replay is not None and replay[0] > 1:
         source += f" (pass {replay[0]}, times shifted +{replay[1] / 3_600_000:.2f} h)"
-    st.html(
+    lines = [
         status_html(
             health.state,
             colour,
@@ -238,13 +244,14 @@ def health_line(h) -> None:
             f"{sum(s.backfill_overlap for s in snap.symbols.values())}"
             + _mark_feed_text(h.mark_feed),
         )
-    )
+    ]
     if health.backfill_error:
-        st.caption(f"⚠️ backfill: {health.backfill_error}")
+        lines.append(warning_html(f"backfill: {health.backfill_error}"))
     if h.collectors:
-        st.html(collectors_html(h))
+        lines.append(collectors_html(h))
     if h.mark_feed is not None and h.mark_feed.last_error:
-        st.caption(f"⚠️ mark prices: {h.mark_feed.last_error}")
+        lines.append(warning_html(f"mark prices: {h.mark_feed.last_error}"))
+    return "".join(lines)
 
 
 def collectors_html(h) -> str:

@@ -138,7 +138,7 @@ def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_
     url, _ = simulated_dashboard
     with chromium_page("simulate-1m") as page:
         page.goto(url)
-        page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(timeout=30_000)
+        card(page, "Ticks").wait_for(timeout=30_000)
         page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
         clicked = time.monotonic()
 
@@ -172,10 +172,13 @@ def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_
         wait_until(lambda: ticks_value(page) > frozen, 10, "ticks to move again")
 
 
+def card(page, label: str):
+    """The figure card whose label is ``label`` (frontend/cards.py)."""
+    return page.locator(f'.pa-card[data-label="{label}"]').first
+
+
 def ticks_value(page) -> int:
-    metric = page.get_by_test_id("stMetric").filter(has_text="Ticks").first
-    text = metric.get_by_test_id("stMetricValue").inner_text()
-    return int(text.replace(",", ""))
+    return int(card(page, "Ticks").locator(".pa-value").inner_text().replace(",", ""))
 
 
 def download(page, button: str) -> str:
@@ -204,7 +207,7 @@ def test_dashboard_in_a_real_browser(dashboard, dec_trades):
     url, db = dashboard
     with chromium_page("dashboard") as page:
         page.goto(url)
-        page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(timeout=30_000)
+        card(page, "Ticks").wait_for(timeout=30_000)
         # Ticks rise in the open page, without a reload.
         first = wait_until(lambda: ticks_value(page) or None, 20, "the first ticks")
         first_seen = time.monotonic()
@@ -403,11 +406,9 @@ def test_a_db_dashboard_shows_both_collectors_symbols_advancing(
         try:
             with chromium_page("db-source") as page:
                 page.goto(url)
-                page.get_by_test_id("stMetric").filter(has_text="Ticks").first.wait_for(
-                    timeout=30_000
-                )
+                card(page, "Ticks").wait_for(timeout=30_000)
                 for symbol in ("BTCUSDT", "ETHUSDT"):
-                    page.get_by_test_id("stMetric").filter(has_text=symbol).first.wait_for()
+                    card(page, symbol).wait_for()
                 first = ticks_value(page)
                 wait_until(lambda: ticks_value(page) > first, 20, "bars landing on the page")
                 page.get_by_text("source db").first.wait_for(timeout=10_000)

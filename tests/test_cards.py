@@ -25,3 +25,14 @@ def test_a_card_cannot_inject_markup():
 def test_status_line_names_its_state_in_colour():
     line = status_html("reconnecting", "orange", "source live · 0 msg/s")
     assert '<span class="pa-orange">● reconnecting</span> · source live · 0 msg/s' in line
+
+
+def test_a_delta_shows_its_direction_as_st_metric_does():
+    up = cards_html([Card("BTCUSDT", "90,123.40", delta="+0.125% since start", delta_tone="up")])
+    down = cards_html([Card("ETHUSDT", "3,001.00", delta="-1.000% since start", delta_tone="down")])
+    flat = cards_html([Card("ETHUSDT", "3,001.00", delta="0.000% since start")])
+    assert '<div class="pa-delta pa-up">▲ +0.125% since start</div>' in up
+    assert '<div class="pa-delta pa-down">▼ -1.000% since start</div>' in down
+    assert '<div class="pa-delta pa-off">0.000% since start</div>' in flat  # no arrow, grey
+    assert card_values(up) == {"BTCUSDT": "90,123.40"}
+    assert "pa-delta" not in cards_html([Card("Ticks", "12")])
