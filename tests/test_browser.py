@@ -119,6 +119,8 @@ def chromium_page(name: str):
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
+            # The page scrolls inside its main block: the screenshot shows one viewport only.
+            (ARTIFACTS / f"{name}-failure.txt").write_text(page.inner_text("body"))
             raise
         finally:
             context.close()
