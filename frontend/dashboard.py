@@ -218,14 +218,7 @@ def health_html(h) -> str:
     browser to parse."""
     snap, health = h.store, h.feed
     age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
-    latency = (
-        "latency —"
-        if health.feed_latency_ms is None
-        else (f"latency {health.feed_latency_ms:,.0f} ms")
-    )
-    if h.clock_offset_ms is not None and abs(h.clock_offset_ms) > CLOCK_OFFSET_SHOWN_MS:
-        # Latency is event time against our clock: meaningless when the clocks disagree.
-        latency = f"clock offset {h.clock_offset_ms / 1000:+,.1f} s (exchange − ours)"
+    latency = latency_text(h.source, health.feed_latency_ms, h.clock_offset_ms)
     colour = {"connected": "green", "reconnecting": "orange"}.get(health.state, "gray")
     gaps_open = sum(s.open_gaps for s in snap.symbols.values())
     source = h.source
@@ -252,6 +245,27 @@ def health_html(h) -> str:
     if h.mark_feed is not None and h.mark_feed.last_error:
         lines.append(warning_html(f"mark prices: {h.mark_feed.last_error}"))
     return "".join(lines)
+
+
+def latency_text(source: str, latency_ms: float | None, clock_offset_ms: float | None) -> str:
+    """The feed's latency; on ``--source db`` past a minute, the age of the newest stored second
+    (the collectors stopped, or wrote old data: a latency of 30,510,388,438 ms says nothing)."""
+    if clock_offset_ms is not None and abs(clock_offset_ms) > CLOCK_OFFSET_SHOWN_MS:
+        # Latency is event time against our clock: meaningless when the clocks disagree.
+        return f"clock offset {clock_offset_ms / 1000:+,.1f} s (exchange − ours)"
+    if latency_ms is None:
+        return "latency —"
+    if source == "db" and latency_ms > 60_000:
+        return f"newest stored second {_age(latency_ms / 1000)} old"
+    return f"latency {latency_ms:,.0f} ms"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:,.0f} min"
+    if seconds < 86_400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86_400:,.1f} days"
 
 
 def collectors_html(h) -> str:

@@ -266,3 +266,16 @@ def test_an_unusable_database_path_is_a_message_not_a_traceback(monkeypatch, tmp
         assert any("Cannot start" in e.value and "cannot open" in e.value for e in at.error)
     finally:
         st.cache_resource.clear()
+
+
+def test_latency_on_a_db_page_with_old_bars_reads_as_their_age():
+    from frontend.dashboard import latency_text
+
+    assert latency_text("db", 1_450.0, None) == "latency 1,450 ms"  # a collector writing now
+    assert latency_text("db", 90_000.0, None) == "newest stored second 2 min old"
+    assert latency_text("db", 5 * 3_600_000.0, None) == "newest stored second 5.0 h old"
+    year_ms = 30_510_388_438.0  # replayed 2025 trades read a year later
+    assert latency_text("db", year_ms, None) == "newest stored second 353.1 days old"
+    assert latency_text("live", year_ms, None) == f"latency {year_ms:,.0f} ms"
+    assert latency_text("live", 12.0, 95_600.0) == "clock offset +95.6 s (exchange − ours)"
+    assert latency_text("live", None, None) == "latency —"
