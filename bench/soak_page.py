@@ -1,12 +1,16 @@
 """The page left open: server RSS and the browser renderer's memory over a long run.
 
-    python bench/soak_page.py [--minutes 30] [--every 60]
+    python bench/soak_page.py [--minutes 30] [--every 60] [--floor]
 
 Starts ``app.py -- --source simulate`` (2 symbols, history loaded), opens it in headless
 Chromium on its default view and leaves it there. Every ``--every`` seconds it reads the
-server's RSS (/proc), the renderer processes' RSS and the page's JavaScript heap (Chrome
-DevTools Protocol ``Performance.getMetrics``), and checks the tick counter still moves.
-Prints one row per sample and the growth from the first five minutes to the last five.
+server's RSS (/proc), the renderer processes' RSS, and, through the Chrome DevTools Protocol,
+the page's JavaScript heap right after a forced garbage collection (``HeapProfiler.
+collectGarbage``: live objects, not the sawtooth of a lazy collector) with its DOM nodes and
+event listeners (``Performance.getMetrics``): a leak grows those, a lazy allocator only RSS.
+It checks the tick counter still moves. Prints one row per sample and the growth from the
+first five minutes to the last five. ``--floor`` soaks bench_page.py's floor page instead (three
+``st.metric`` every 0.25 s): what Chromium and Streamlit grow by themselves.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_page import CHROMIUM, FIRST_FIGURE, renderers, serve  # noqa: E402
+from bench_page import CHROMIUM, FIRST_FIGURE, FLOOR_PAGE, renderers, serve  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -35,9 +39,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--every", type=float, default=60.0)
+    parser.add_argument("--floor", action="store_true", help="soak the floor page instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = serve("app.py", "--source", "simulate", "--db", str(Path(tmp) / "soak.db"))
+        if args.floor:
+            floor = Path(tmp) / "floor.py"
+            floor.write_text(FLOOR_PAGE)
+            proc, url = serve(str(floor))
+        else:
+            proc, url = serve("app.py", "--source", "simulate", "--db", str(Path(tmp) / "soak.db"))
         rows = []
         try:
             with sync_playwright() as pw:
@@ -48,13 +58,21 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1500, "height": 1200})
                 cdp = page.context.new_cdp_session(page)
                 cdp.send("Performance.enable")
+                cdp.send("HeapProfiler.enable")
                 page.goto(url)
                 ticks = page.locator(FIRST_FIGURE).first
                 ticks.wait_for(timeout=60_000)
-                print(f"# soak of the page, {args.minutes:g} min, a sample every {args.every:g} s")
-                print(f"{'min':>6}{'server MiB':>12}{'renderer MiB':>14}{'JS heap MiB':>13}  ticks")
+                print(
+                    f"# soak of the {'floor page' if args.floor else 'page'}, {args.minutes:g} min, "
+                    f"a sample every {args.every:g} s"
+                )
+                print(
+                    f"{'min':>6}{'server MiB':>12}{'renderer MiB':>14}{'JS heap MiB':>13}"
+                    f"{'DOM nodes':>11}{'listeners':>11}  ticks"
+                )
                 t0 = time.monotonic()
                 while (elapsed := time.monotonic() - t0) <= args.minutes * 60:
+                    cdp.send("HeapProfiler.collectGarbage")
                     metrics = {
                         m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]
                     }
@@ -63,11 +81,14 @@ def main() -> None:
                         rss_mib(proc.pid),
                         sum(rss_mib(pid) for pid in renderers()),
                         metrics.get("JSHeapUsedSize", 0) / 2**20,
+                        metrics.get("Nodes", 0),
+                        metrics.get("JSEventListeners", 0),
                         ticks.inner_text(),
                     )
                     rows.append(row)
                     print(
-                        f"{row[0]:>6.1f}{row[1]:>12.0f}{row[2]:>14.0f}{row[3]:>13.1f}  {row[4]}",
+                        f"{row[0]:>6.1f}{row[1]:>12.0f}{row[2]:>14.0f}{row[3]:>13.1f}"
+                        f"{row[4]:>11.0f}{row[5]:>11.0f}  {row[6]}",
                         flush=True,
                     )
                     time.sleep(args.every)
@@ -76,12 +97,14 @@ def main() -> None:
             proc.terminate()
             proc.wait(15)
     k = max(1, int(5 * 60 / args.every))
-    for i, name in ((1, "server RSS"), (2, "renderer RSS"), (3, "JS heap")):
+    units = ((1, "server RSS", " MiB"), (2, "renderer RSS", " MiB"), (3, "JS heap after GC", " MiB"),
+             (4, "DOM nodes", ""), (5, "event listeners", ""))  # fmt: skip
+    for i, name, unit in units:
         first = statistics.median(r[i] for r in rows[:k])
         last = statistics.median(r[i] for r in rows[-k:])
         print(
-            f"# {name}: median of the first 5 min {first:.0f} MiB, of the last 5 min "
-            f"{last:.0f} MiB ({last - first:+.0f} MiB)"
+            f"# {name}: median of the first 5 min {first:,.0f}{unit}, of the last 5 min "
+            f"{last:,.0f}{unit} ({last - first:+,.0f}{unit})"
         )
 
 
