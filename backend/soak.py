@@ -44,7 +44,7 @@ def rss_mib() -> float:
     return int(line.split()[1]) / 1024
 
 
-def _replay_speed(rate_msgs_per_s: float) -> float:
+def replay_speed(rate_msgs_per_s: float) -> float:
     """The ×real-time speed at which the sample yields ``rate_msgs_per_s`` messages."""
     tapes = load_files([str(SHARED_SAMPLE)])
     trades = sum(len(b) for b in tapes.values())
@@ -53,7 +53,7 @@ def _replay_speed(rate_msgs_per_s: float) -> float:
     return rate_msgs_per_s * (last - first) / 1000 / trades
 
 
-def _start_exchange(speed: float) -> tuple[subprocess.Popen, int]:
+def start_exchange(speed: float) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", "serve", "--speed", f"{speed:.4f}", "--cycles", "0"],
         cwd=_ROOT,
@@ -70,8 +70,8 @@ def _start_exchange(speed: float) -> tuple[subprocess.Popen, int]:
 
 
 def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
-    speed = _replay_speed(opts.rate_msgs_per_s)
-    exchange, port = _start_exchange(speed)
+    speed = replay_speed(opts.rate_msgs_per_s)
+    exchange, port = start_exchange(speed)
     tmp = None
     if opts.db is None:
         tmp = tempfile.TemporaryDirectory(prefix="soak-")
