@@ -9,10 +9,10 @@ on its default view. For each page and viewer count: the server starts, Chromium
 page(s) and waits for the first metric, then CPU seconds of the server process and of every
 renderer process are read from /proc over ``--seconds``, and each page records, every
 animation frame, when its tick counter changed: the worst gap says whether it changed at
-least once a second. Prints CPU as a share of one core and
-the ratios ours/floor. ``--symbols N`` above 2 runs ours on N simulated symbols (with 330
-bars of 1m/5m history and a minute of 1s history, what the scanner's lookback needs): the tick
-strip's worst gap then says whether the page keeps up with the whole market. ``--rate N``
+least once a second. Prints CPU as a share of one core and the ratios ours/floor.
+``--symbols N`` above 2 runs ours on N simulated symbols (with 330 bars of 1m/5m history and a
+minute of 1s history, what the scanner's lookback needs): the tick strip's worst gap then says
+whether the page keeps up with the whole market. ``--rate N``
 feeds ours from a separate local exchange process (``python -m backend serve``, the shared
 BTCUSDT/ETHUSDT sample replayed in a loop at N messages a second) instead of the simulation
 (~30 a second): its CPU is not counted, as an exchange's is not on a trader's machine.
@@ -67,6 +67,13 @@ RECORD_CHANGES = """selector => {
   };
   frame();
 }"""
+
+
+def write_floor_page(folder: str) -> str:
+    """The floor page as a script in ``folder``; its path."""
+    path = Path(folder) / "floor.py"
+    path.write_text(FLOOR_PAGE)
+    return str(path)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -182,10 +189,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rate and args.symbols != 2:
         parser.error("--rate replays the 2-symbol sample: leave --symbols at 2")
-    if args.rate:
-        _run(args, *_exchange_feed(args.rate))
-    else:
-        _run(args, ["--source", "simulate"], "simulate")
+    feed = _exchange_feed(args.rate) if args.rate else (["--source", "simulate"], "simulate")
+    _run(args, *feed)
 
 
 def _exchange_feed(rate: float) -> tuple[list[str], str]:
@@ -209,8 +214,7 @@ def _run(args, feed: list[str], feed_name: str) -> None:
         ours_options = ["--symbols", ",".join(names), "--history-bars", "330",
                         "--history-1s", "60"]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        floor = Path(tmp) / "floor.py"
-        floor.write_text(FLOOR_PAGE)
+        floor = write_floor_page(tmp)
         db = str(Path(tmp) / "bench.db")
         print(
             f"# page cost over {args.seconds:g} s (CPU as a share of one core; "
@@ -219,7 +223,7 @@ def _run(args, feed: list[str], feed_name: str) -> None:
         print(f"{'viewers':>8}{'page':>7}{'server':>9}{'renderer':>10}{'worst tick gap s':>18}")
         for n in (int(v) for v in args.viewers.split(",")):
             rows = {
-                "floor": _measured(str(floor), [], n, args.seconds),
+                "floor": _measured(floor, [], n, args.seconds),
                 "ours": _measured("app.py", [*feed, "--db", db, *ours_options], n, args.seconds),
             }
             for name, r in rows.items():

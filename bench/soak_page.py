@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_page import CHROMIUM, FIRST_FIGURE, FLOOR_PAGE, renderers, serve  # noqa: E402
+from bench_page import CHROMIUM, FIRST_FIGURE, renderers, serve, write_floor_page  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -43,9 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.floor:
-            floor = Path(tmp) / "floor.py"
-            floor.write_text(FLOOR_PAGE)
-            proc, url = serve(str(floor))
+            proc, url = serve(write_floor_page(tmp))
         else:
             proc, url = serve("app.py", "--source", "simulate", "--db", str(Path(tmp) / "soak.db"))
         rows = []
