@@ -133,3 +133,13 @@ def run() -> None:
 
 if __name__ == "__main__":  # streamlit run and AppTest run the file as __main__
     run()
+elif __name__ == "app":
+    # `streamlit run app.py` finds this App and serves it with uvicorn, which imports this file
+    # as the module "app"; the App runs it as the page script (__main__) for each session. The
+    # App adds one route: the live strip's HTML, which the page fetches itself between reruns
+    # (frontend/strip.py). Imported any other way (tests, runpy) nothing starts.
+    import streamlit as st
+
+    from frontend.strip import routes
+
+    app = st.App(__file__, routes=routes())

@@ -3,7 +3,8 @@
 The engine (feed threads, tick store, SQLite) is one per process via ``st.cache_resource`` and
 the page's only door into the backend (``health``, ``bars``, ``csv``, ``save``, ``cached``).
 Uploaded files offer the same read interface (``UploadedData``), so nothing below asks where
-the data came from. Live parts refresh inside ``st.fragment(run_every=...)``.
+the data came from. The figures and charts refresh inside ``st.fragment(run_every=...)``; the
+tick strip outside Streamlit's reruns, fetched by the browser (frontend/strip.py).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
 from frontend import charts
-from frontend.cards import STYLE, Card, cards_html, status_html, warning_html
+from frontend.cards import STYLE, Card, cards_html
 from frontend.downloads import keep_click_built_files
+from frontend.strip import engines, mount_strip
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
 WALK_FORWARD = "Walk-forward (no look-ahead)"
@@ -42,13 +44,17 @@ ANALYSIS_REFRESH_S = 1.0
 CHART_CHOICES = ("1 s", "2 s", "5 s", "10 s", "30 s", "60 s", "bar close")
 CHART_DEFAULT = "10 s"
 MAX_CANDLES = 1_000  # ~1.5 px a candle on a wide screen: more cannot be told apart
-STRIP_SYMBOLS = 5  # prices shown in the strip; the tick count covers every symbol
-CLOCK_OFFSET_SHOWN_MS = 1_000
 
 
-@st.cache_resource(show_spinner="Starting the feed…", on_release=Engine.stop)
+def release_engine(engine: Engine) -> None:
+    engines().remove(engine)
+    engine.stop()
+
+
+@st.cache_resource(show_spinner="Starting the feed…", on_release=release_engine)
 def get_engine(opts: EngineOptions) -> Engine:
     engine = Engine(opts)
+    engines().add(engine)  # the strip's route reads it from there
     # Streamlit runs a full gc.collect() after every script run, fragments included: with
     # pandas, statsmodels and plotly loaded that walks ~200,000 long-lived objects, 100+ ms
     # a time, five runs a second (measured: 70 % of the server's CPU). Moving what exists now
@@ -129,7 +135,7 @@ def live_page() -> None:
         # The user's refresh (or pause) sets how often the live parts redraw: a page left open
         # all day costs what its refresh asks for.
         every = refresh_s()
-        st.fragment(live_strip, run_every=every)(engine)
+        mount_strip(engine, every)
     with notice:
         offline_notice(health)
     pair_sections(engine, engine, every, analysis_box, charts_box, export_box)
@@ -174,127 +180,6 @@ def pair_sections(engine: Engine, data, every, analysis_box, charts_box, export_
         st.fragment(chart_panel, run_every=chart_run_every(every, controls))(engine, data, controls)
     with export_box:
         export_panel(engine, data, controls)
-
-
-# --- live strip ---------------------------------------------------------------------------------
-
-
-def live_strip(engine: Engine) -> None:
-    """Ticks, prices and the feed's health as one HTML block, its fragment's only element:
-    each run of a fragment makes the browser re-render every element on the page, and four
-    times a second this is the page's most frequent run (bench/bench_page.py: three
-    ``st.metric`` and a status line cost the renderer more than one block of the same)."""
-    h = engine.health()
-    snap, symbols = h.store, h.symbols
-    shown = symbols[:STRIP_SYMBOLS]
-    more = len(symbols) - len(shown)
-    cards = [
-        Card(
-            "Ticks",
-            f"{snap.total_ticks:,}",
-            f"aggregate trades held, all {len(symbols)} symbols"
-            + (f"; prices of the first {len(shown)} shown" if more else ""),
-        )
-    ]
-    cards += [price_card(symbol, snap.symbols[symbol]) for symbol in shown]
-    note = f"Prices of {len(shown)} of {len(symbols)} symbols shown; ticks of all." if more else ""
-    st.html(cards_html(cards, note, columns=len(cards)) + health_html(h))
-
-
-def price_card(symbol: str, s) -> Card:
-    if s.last_price is None:
-        return Card(symbol, "—")
-    change = (s.last_price / s.first_price - 1) * 100 if s.first_price else 0.0
-    if round(change, 3) == 0:  # no "−0.000%" with a red arrow
-        return Card(symbol, f"{s.last_price:,.2f}", delta="0.000% since start")
-    tone = "up" if change > 0 else "down"
-    return Card(
-        symbol, f"{s.last_price:,.2f}", delta=f"{change:+.3f}% since start", delta_tone=tone
-    )
-
-
-def health_html(h) -> str:
-    """The feed's health under the prices, in the same block; plain HTML, no markdown for the
-    browser to parse."""
-    snap, health = h.store, h.feed
-    age = "—" if health.last_message_age_s is None else f"{health.last_message_age_s:.1f}s"
-    latency = latency_text(h.source, health.feed_latency_ms, h.clock_offset_ms)
-    colour = {"connected": "green", "reconnecting": "orange"}.get(health.state, "gray")
-    gaps_open = sum(s.open_gaps for s in snap.symbols.values())
-    source = h.source
-    replay = h.replay_pass
-    if replay is not None and replay[0] > 1:
-        source += f" (pass {replay[0]}, times shifted +{replay[1] / 3_600_000:.2f} h)"
-    lines = [
-        status_html(
-            health.state,
-            colour,
-            f"source {source} · {health.msgs_per_s:,.0f} msg/s · "
-            f"last message {age} ago · {latency} · reconnects {health.reconnects} · "
-            f"gaps {health.gaps_found} found / {health.gaps_filled} filled / {gaps_open} open · "
-            f"malformed skipped {health.malformed} · duplicates dropped "
-            f"{sum(s.duplicates for s in snap.symbols.values())} · backfill overlap "
-            f"{sum(s.backfill_overlap for s in snap.symbols.values())}"
-            + _mark_feed_text(h.mark_feed),
-        )
-    ]
-    if health.backfill_error:
-        lines.append(warning_html(f"backfill: {health.backfill_error}"))
-    if h.collectors:
-        lines.append(collectors_html(h))
-    if h.mark_feed is not None and h.mark_feed.last_error:
-        lines.append(warning_html(f"mark prices: {h.mark_feed.last_error}"))
-    return "".join(lines)
-
-
-def latency_text(source: str, latency_ms: float | None, clock_offset_ms: float | None) -> str:
-    """The feed's latency; on ``--source db`` past a minute, the age of the newest stored second
-    (the collectors stopped, or wrote old data: a latency of 30,510,388,438 ms says nothing)."""
-    if clock_offset_ms is not None and abs(clock_offset_ms) > CLOCK_OFFSET_SHOWN_MS:
-        # Latency is event time against our clock: meaningless when the clocks disagree.
-        return f"clock offset {clock_offset_ms / 1000:+,.1f} s (exchange − ours)"
-    if latency_ms is None:
-        return "latency —"
-    if source == "db" and latency_ms > 60_000:
-        return f"newest stored second {_age(latency_ms / 1000)} old"
-    return f"latency {latency_ms:,.0f} ms"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds / 60:,.0f} min"
-    if seconds < 86_400:
-        return f"{seconds / 3600:,.1f} h"
-    return f"{seconds / 86_400:,.1f} days"
-
-
-def collectors_html(h) -> str:
-    """--source db: each symbol's collector as the database tells it (who; last save; how far
-    its bars are complete: behind the newest stored bar while it has a gap open; its gaps)."""
-    now_ms = time.time() * 1000
-    parts = []
-    for c in h.collectors:
-        last = h.store.symbols.get(c.symbol)
-        newest = last.last_trade_time_ms if last is not None else None
-        behind = (
-            ""
-            if newest is None
-            else f", {max(0, (newest - c.complete_to_ms) / 1000):.0f} s behind its newest bar"
-        )
-        who = f" ({c.host} pid {c.pid})" if c.host else " (no collector named)"
-        gaps = "" if c.open_gaps is None else f", gaps open {c.open_gaps} ({c.missing_ids:,} ids)"
-        parts.append(
-            f"{c.symbol}{who}: saved {(now_ms - c.saved_at_ms) / 1000:,.1f} s ago, complete to "
-            f"{time.strftime('%H:%M:%S', time.gmtime(c.complete_to_ms / 1000))} UTC{behind}{gaps}"
-        )
-    return status_html("collectors", "gray", " · ".join(parts))
-
-
-def _mark_feed_text(mark) -> str:
-    if mark is None:
-        return ""
-    age = "—" if mark.last_message_age_s is None else f"{mark.last_message_age_s:.1f}s ago"
-    return f" · mark prices {mark.state}, last {age}, malformed skipped {mark.malformed}"
 
 
 def offline_notice(h) -> None:

@@ -172,6 +172,15 @@ def test_simulation_opens_with_history_so_1m_figures_show_within_10_s(simulated_
         assert ticks_value(page) == frozen
         page.keyboard.press("Home")  # back to 0.25 s
         wait_until(lambda: ticks_value(page) > frozen, 10, "ticks to move again")
+        # The strip moves by fetching its route, one request at a time, however many page runs
+        # remounted it (here three): at 0.25 s at most 4 a second plus the one in flight.
+        page.evaluate("performance.clearResourceTimings()")
+        time.sleep(3)
+        fetched = page.evaluate(
+            "performance.getEntriesByType('resource')"
+            ".filter(e => e.name.includes('/pa/strip?source=simulate')).length"
+        )
+        assert 3 <= fetched <= 13, fetched
 
 
 def card(page, label: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -31,8 +32,11 @@ def app_env(monkeypatch, tmp_path):
 
 
 def metric(at, label):
-    """A figure's value: a card of the tick strip or of the pair figures (frontend/cards.py)."""
-    values = [card_values(h.value).get(label) for h in at.html]
+    """A figure's value: a card of the tick strip (the HTML it is mounted with,
+    frontend/strip.py) or of the pair figures (frontend/cards.py)."""
+    markup = [h.value for h in at.html]
+    markup += [json.loads(c.proto.json)["html"] for c in at.get("bidi_component")]
+    values = [card_values(m).get(label) for m in markup]
     values = [v for v in values if v is not None]
     return values[0] if values else None
 
@@ -269,7 +273,7 @@ def test_an_unusable_database_path_is_a_message_not_a_traceback(monkeypatch, tmp
 
 
 def test_latency_on_a_db_page_with_old_bars_reads_as_their_age():
-    from frontend.dashboard import latency_text
+    from frontend.strip import latency_text
 
     assert latency_text("db", 1_450.0, None) == "latency 1,450 ms"  # a collector writing now
     assert latency_text("db", 90_000.0, None) == "newest stored second 2 min old"
