@@ -2,7 +2,7 @@
 
 Each run of a Streamlit fragment makes the browser re-render every element on the page: at the
 strip's four runs a second that was half of the renderer's CPU (bench/bench_page.py, strip on
-and off) and a page that grew ~2 MiB a minute (bench/soak_page.py). So the strip is one
+and off). So the strip is one
 ``st.components.v2`` component, mounted at each page run with the strip as it is then; its script
 fetches the strip's HTML from a route of the app's own server (``STRIP_PATH``, same origin) every
 refresh and swaps it in. Nothing else on the page moves.
