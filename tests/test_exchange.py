@@ -1,6 +1,7 @@
 """The local exchange speaks Binance's formats: REST endpoints, combined/raw streams, SUBSCRIBE."""
 
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -232,3 +233,18 @@ def test_symbols_picked_by_24h_quote_volume(exchange_factory, tmp_path):
     assert pick_symbols(ex.rest_url, None) == ranked
     with pytest.raises(ConfigError, match="cannot pick symbols by volume at http://127.0.0.1:9"):
         pick_symbols("http://127.0.0.1:9", 3, timeout_s=2)
+
+
+def test_connections_and_http_answers_are_not_logged_one_by_one(
+    exchange_factory, dec_trades, caplog
+):
+    with caplog.at_level(logging.INFO):
+        ex = exchange_factory(trades=dec_trades)
+        for _ in range(3):
+            assert get(f"{ex.rest_url}/fapi/v1/exchangeInfo")[0] == 200
+        ws = websocket.create_connection(f"{ex.ws_url}/ws/btcusdt@aggTrade", timeout=5)
+        ws.recv_data()
+        ws.close()
+        ex.stop()
+    chatter = [r.getMessage() for r in caplog.records if r.levelno < logging.WARNING]
+    assert not [m for m in chatter if "connection" in m or "HTTP response" in m], chatter

@@ -49,6 +49,17 @@ from backend.wire import (
 
 log = logging.getLogger(__name__)
 
+
+def connection_logger() -> logging.Logger:
+    """The websockets server's logger. websockets logs every connection and HTTP answer at INFO:
+    a page's backfill alone is ~100 lines. Its warnings and errors still show; a level set on
+    ``backend.exchange.server.connections`` (DEBUG, say) is kept."""
+    conn_log = log.getChild("connections")
+    if conn_log.level == logging.NOTSET:
+        conn_log.setLevel(logging.WARNING)
+    return conn_log
+
+
 WEIGHT_LIMIT_1M = 2400
 _ROUTE_PREFIXES = ("/market", "/public")
 _WRITE_HIGH_WATER = 1 << 20
@@ -323,7 +334,7 @@ class LocalExchange:
         return self.port
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self._loop and self._stop:
+        if self._loop and self._stop and not self._loop.is_closed():  # a second stop is a no-op
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread:
             self._thread.join(timeout_s)
@@ -364,6 +375,7 @@ class LocalExchange:
             ping_interval=self.ping_interval_s,
             close_timeout=0.5,  # at shutdown, do not wait on clients that are already gone
             max_size=2**16,
+            logger=connection_logger(),
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
