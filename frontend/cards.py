@@ -9,6 +9,7 @@ the help on hover (the label's ?).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -57,3 +58,17 @@ def status_html(state: str, colour: str, text: str) -> str:
 def warning_html(text: str) -> str:
     """A line that something is wrong (a backfill or mark-price error), text escaped."""
     return f'<div class="pa-status">⚠️ {escape(text)}</div>'
+
+
+def duration_text(seconds: float) -> str:
+    """A span for a reader: "48 s", "12.5 min", "5.0 h", "353.1 days"; "∞" for an infinite one,
+    "—" for none."""
+    if not isinstance(seconds, float | int) or not math.isfinite(seconds):
+        return "∞" if seconds == math.inf else "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:,.1f} days"

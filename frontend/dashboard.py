@@ -27,7 +27,7 @@ from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
 from frontend import charts
-from frontend.cards import STYLE, Card, cards_html
+from frontend.cards import STYLE, Card, cards_html, duration_text
 from frontend.downloads import keep_click_built_files
 from frontend.strip import engines, mount_strip
 
@@ -676,7 +676,7 @@ def figures(live, slow, p: PairParams, timeframe: str, extra=(), extra_note: str
             "Half-life",
             f"{_fmt(hl, 1)} bars",
             f"AR(1) of the spread over {slow.window} closed bars; "
-            f"{_duration(hl * tf_s)} at {timeframe}",
+            f"{duration_text(hl * tf_s)} at {timeframe}",
         ),
         Card(
             "Backtest return",
@@ -687,22 +687,12 @@ def figures(live, slow, p: PairParams, timeframe: str, extra=(), extra_note: str
         ),
     ]
     note = (
-        f"ADF: {adf.verdict}. Half-life {_fmt(hl, 1)} bars = {_duration(hl * tf_s)}. "
+        f"ADF: {adf.verdict}. Half-life {_fmt(hl, 1)} bars = {duration_text(hl * tf_s)}. "
         f"Backtest: {int(s['round_trips'])} round trips, hit rate {_fmt(s['hit_rate'], 2)}, "
-        f"average holding {_duration(s['avg_holding_bars'] * tf_s)}, "
+        f"average holding {duration_text(s['avg_holding_bars'] * tf_s)}, "
         f"{s['total_return'] * 100:+.2f}% after costs; {sharpe}. {extra_note}"
     )
     st.html(cards_html([*cards, *extra], note))
-
-
-def _duration(seconds: float) -> str:
-    if not isinstance(seconds, float | int) or not math.isfinite(seconds):
-        return "∞" if seconds == math.inf else "—"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def trades_table(slow) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import streamlit as st
 
 from backend.engine import Engine, EngineHealth
-from frontend.cards import Card, cards_html, status_html, warning_html
+from frontend.cards import Card, cards_html, duration_text, status_html, warning_html
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +178,8 @@ def latency_text(source: str, latency_ms: float | None, clock_offset_ms: float |
     if latency_ms is None:
         return "latency —"
     if source == "db" and latency_ms > 60_000:
-        return f"newest stored second {_age(latency_ms / 1000)} old"
+        return f"newest stored second {duration_text(latency_ms / 1000)} old"
     return f"latency {latency_ms:,.0f} ms"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds / 60:,.0f} min"
-    if seconds < 86_400:
-        return f"{seconds / 3600:,.1f} h"
-    return f"{seconds / 86_400:,.1f} days"
 
 
 def collectors_html(h) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from frontend.cards import Card, cards_html, status_html
 from tests.conftest import card_values
 
@@ -36,3 +38,21 @@ def test_a_delta_shows_its_direction_as_st_metric_does():
     assert '<div class="pa-delta pa-off">0.000% since start</div>' in flat  # no arrow, grey
     assert card_values(up) == {"BTCUSDT": "90,123.40"}
     assert "pa-delta" not in cards_html([Card("Ticks", "12")])
+
+
+def test_durations_read_in_the_unit_that_fits():
+    from frontend.cards import duration_text
+
+    cases = {
+        47.9: "48 s",
+        119.0: "119 s",
+        750.0: "12.5 min",
+        18_000: "5.0 h",
+        2 * 86_400: "2.0 days",
+    }
+    assert {s: duration_text(s) for s in cases} == cases
+    assert (duration_text(math.inf), duration_text(math.nan), duration_text(None)) == (
+        "∞",
+        "—",
+        "—",
+    )

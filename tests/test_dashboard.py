@@ -276,7 +276,7 @@ def test_latency_on_a_db_page_with_old_bars_reads_as_their_age():
     from frontend.strip import latency_text
 
     assert latency_text("db", 1_450.0, None) == "latency 1,450 ms"  # a collector writing now
-    assert latency_text("db", 90_000.0, None) == "newest stored second 2 min old"
+    assert latency_text("db", 90_000.0, None) == "newest stored second 90 s old"
     assert latency_text("db", 5 * 3_600_000.0, None) == "newest stored second 5.0 h old"
     year_ms = 30_510_388_438.0  # replayed 2025 trades read a year later
     assert latency_text("db", year_ms, None) == "newest stored second 353.1 days old"
