@@ -40,6 +40,9 @@ from bench_page import (  # noqa: E402
 
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 WIDTH, HEIGHT = 1500, 1200
+# (row index, name, unit) of what a sample reads, in report()
+UNITS = ((1, "server RSS", " MiB"), (2, "renderer RSS", " MiB"), (3, "JS heap after GC", " MiB"),
+         (4, "DOM nodes", ""), (5, "event listeners", ""))  # fmt: skip
 
 
 def rss_mib(pid: int) -> float:
@@ -114,10 +117,6 @@ def main() -> None:
     report(rows, args.every, UNITS)
 
 
-UNITS = ((1, "server RSS", " MiB"), (2, "renderer RSS", " MiB"), (3, "JS heap after GC", " MiB"),
-         (4, "DOM nodes", ""), (5, "event listeners", ""))  # fmt: skip
-
-
 def report(rows: list[tuple], every_s: float, units) -> None:
     k = max(1, int(5 * 60 / every_s))
     for i, name, unit in units:
@@ -141,13 +140,13 @@ def plain_soak(server_pid: int, url: str, tmp: str, args) -> list[tuple]:
           f"a sample every {every_s:g} s (no DevTools client)")  # fmt: skip
     print(f"{'min':>6}{'server MiB':>12}{'renderer MiB':>14}{'renderer CPU':>14}")
     rows, t0 = [], time.monotonic()
-    last_cpu, last_t = 0.0, t0
+    last_cpu, last_t = None, t0
     try:
         time.sleep(min(every_s, 30))  # the page loads
         while (elapsed := time.monotonic() - t0) <= minutes * 60:
             pids = renderers()
             cpu, now = sum(cpu_seconds(pid) for pid in pids), time.monotonic()
-            share = (cpu - last_cpu) / (now - last_t) if last_cpu else float("nan")
+            share = float("nan") if last_cpu is None else (cpu - last_cpu) / (now - last_t)
             last_cpu, last_t = cpu, now
             row = (elapsed / 60, rss_mib(server_pid), sum(rss_mib(pid) for pid in pids))
             rows.append(row)

@@ -2,10 +2,9 @@
 
 Each run of a Streamlit fragment makes the browser re-render every element on the page: at the
 strip's four runs a second that was half of the renderer's CPU (bench/bench_page.py, strip on
-and off). So the strip is one
-``st.components.v2`` component, mounted at each page run with the strip as it is then; its script
-fetches the strip's HTML from a route of the app's own server (``STRIP_PATH``, same origin) every
-refresh and swaps it in. Nothing else on the page moves.
+and off). So the strip is one ``st.components.v2`` component, mounted at each page run with the
+strip as it is then; its script fetches the strip's HTML from a route of the app's own server
+(``STRIP_PATH``, same origin) every refresh and swaps it in. Nothing else on the page moves.
 
 The route finds the engine in ``engines()``, the process-wide directory ``get_engine`` fills; it
 serves only engines that exist (a request never starts a feed).
