@@ -1,0 +1,55 @@
+"""Pair analytics as pure functions: arrays or Series in, arrays, floats or frames out.
+
+Conventions, for every function here:
+
+* Inputs are 1-D and of equal length (aligned bars); a length mismatch is a ``ValueError``.
+* Rolling outputs have the input's length, use a *trailing* window that includes the current
+  point, and are NaN until the window is full and wherever the window holds a NaN.
+* Standard deviations are sample standard deviations (``ddof = 1``).
+* Statistics that cannot be computed (too few points, a constant series) are NaN, not errors.
+* Nothing here does I/O or knows about Streamlit.
+
+
+Modules: ``hedge`` (hedge ratios, spread, rolling moments, correlation, tables), ``kalman``,
+``stationarity`` (ADF, Engle-Granger, half-life), ``execution`` (the backtest), ``scan`` (every
+pair at once), ``funding`` (carry, basis), ``alerts``. Their public names are re-exported here.
+"""
+
+from backend.analytics.alerts import AlertEvent, zscore_alerts
+from backend.analytics.execution import MIN_SHARPE_TRIPS, BacktestResult, backtest
+from backend.analytics.funding import basis_bps, funding_carry_bps_per_day
+from backend.analytics.hedge import (
+    HEDGE_METHODS,
+    MIN_REGRESSION_POINTS,
+    bar_stats_table,
+    correlation_matrix,
+    hedge_ratio,
+    log_returns,
+    rolling_corr,
+    rolling_hedge_ratio,
+    rolling_mean_std,
+    spread,
+    zscore,
+)
+from backend.analytics.kalman import KALMAN_FIT_WINDOW, KALMAN_MIN_FIT_BARS, kalman_hedge
+from backend.analytics.scan import SCAN_COLUMNS, cluster_order, scan_pairs
+from backend.analytics.stationarity import (
+    ADF_NAN,
+    MIN_ADF_POINTS,
+    AdfResult,
+    adf_pvalue,
+    adf_test,
+    engle_granger_pvalue,
+    half_life,
+    mackinnon_pvalue,
+)
+
+__all__ = [
+    "ADF_NAN", "HEDGE_METHODS", "KALMAN_FIT_WINDOW", "KALMAN_MIN_FIT_BARS", "MIN_ADF_POINTS",
+    "MIN_REGRESSION_POINTS", "MIN_SHARPE_TRIPS", "SCAN_COLUMNS", "AdfResult", "AlertEvent",
+    "BacktestResult", "adf_pvalue", "adf_test", "backtest", "bar_stats_table", "basis_bps",
+    "cluster_order", "correlation_matrix", "engle_granger_pvalue", "funding_carry_bps_per_day",
+    "half_life", "hedge_ratio", "kalman_hedge", "log_returns", "mackinnon_pvalue",
+    "rolling_corr", "rolling_hedge_ratio", "rolling_mean_std", "scan_pairs", "spread", "zscore",
+    "zscore_alerts",
+]  # fmt: skip
