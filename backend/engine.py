@@ -26,7 +26,14 @@ from backend.csv_export import BarsCsv
 from backend.db_source import DbPoller, StoredBars
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import HealthSnapshot, Ingestor
-from backend.pairs import MarketScan, PairCarry, pair_carry, scan_market, with_carry
+from backend.pairs import (
+    ExecutionContext,
+    MarketScan,
+    PairCarry,
+    pair_carry,
+    scan_market,
+    with_carry,
+)
 from backend.persistence import resume_from_storage, save_all
 from backend.records import TIMEFRAMES_MS, Bars, Coverage
 from backend.rest import pick_symbols, unknown_symbols
@@ -260,6 +267,19 @@ class Engine:
     def funding(self) -> FundingSnapshot:
         """The latest mark price, index and funding rate of each symbol, and its interval."""
         return self.ingestor.marks.snapshot()
+
+    @property
+    def funding_source(self) -> str:
+        """Where funding, mark prices and basis come from: Binance ("recorded"), or the local
+        exchange's simulation behind a replay or a simulated market ("simulated"); a
+        ``--source db`` page streams none ("none")."""
+        if self.opts.source == "db":
+            return "none"
+        return "recorded" if self.opts.source == "live" else "simulated"
+
+    def execution_context(self, symbols, timeframe: str) -> ExecutionContext:
+        """What the backtest of ``symbols`` on ``timeframe`` knows beyond the bars."""
+        return ExecutionContext(funding_source=self.funding_source)
 
     def carry(self, y: str, x: str, beta: float) -> PairCarry | None:
         """Funding carry of long y / short ``beta`` x and the reverse (``pairs.pair_carry``)."""

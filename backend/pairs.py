@@ -20,13 +20,13 @@ One spread for everything, walk-forward by default (the README repeats this):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from backend import analytics as an
-from backend.records import TIMEFRAMES_MS, Bars
+from backend.records import TIMEFRAMES_MS, Bars, FundingEvents, Instrument, QuoteBars
 from backend.resampling import align
 from backend.state import FundingSnapshot
 
@@ -44,8 +44,27 @@ class PairParams:
     log_prices: bool = True
     corr_on_returns: bool = True
     z_threshold: float = 2.0
-    cost_bps: float = 1.0
     hindsight: bool = False  # one beta from the latest window for every bar (look-ahead)
+    # The backtest's execution (analytics.execution): a real desk's defaults.
+    fee_bps: float = an.TAKER_FEE_BPS
+    fill: str = "next_open"
+    notional_usdt: float = 10_000.0
+    assumed_spread_bps: float = 1.0  # quoted spread where no book was recorded
+    stop_z: float | None = None
+    stop_loss_bps: float | None = None
+    max_hold_bars: int | None = None
+
+    def execution(self) -> an.ExecutionConfig:
+        return an.ExecutionConfig(
+            entry_z=self.z_threshold,
+            exit_z=0.0,
+            fill=self.fill,
+            fee_bps=self.fee_bps,
+            notional_usdt=self.notional_usdt,
+            stop_z=self.stop_z,
+            stop_loss_bps=self.stop_loss_bps,
+            max_hold_bars=self.max_hold_bars,
+        )
 
     def check(self) -> None:
         """Raise ``ValueError`` with a user-facing message for a bad setting."""
@@ -57,6 +76,9 @@ class PairParams:
             raise ValueError("rolling windows must be at least 2 bars")
         if not self.z_threshold > 0:
             raise ValueError("the z-score threshold must be greater than 0")
+        if not 0 <= self.assumed_spread_bps < 1e4:
+            raise ValueError("the assumed spread must be >= 0 bps")
+        self.execution().check()
 
     @property
     def path_is_slow(self) -> bool:
@@ -100,6 +122,8 @@ class LiveStats:
     latest_corr: float
     y_close: np.ndarray  # the aligned bars' closes, as traded
     x_close: np.ndarray
+    y_bars: Bars  # the aligned bars themselves
+    x_bars: Bars
 
 
 @dataclass(frozen=True)
@@ -182,13 +206,39 @@ def live_stats(
         corr = an.rolling_corr(ya.close, xa.close, p.corr_window_bars)
     return LiveStats(
         ya.open_time, y, x, beta, alpha, s, z, np.asarray(corr), _last(z), _last(corr),
-        ya.close, xa.close,
+        ya.close, xa.close, ya, xa,
     )  # fmt: skip
 
 
-def slow_stats(y_bars: Bars, x_bars: Bars, p: PairParams, live: LiveStats) -> SlowStats:
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What the backtest knows of the market beyond the bars: each symbol's lot rules, the
+    funding rates charged at past funding times, the quoted spreads recorded per bar, and
+    where the funding rates come from ("recorded", or "simulated" by the local exchange)."""
+
+    instruments: dict[str, Instrument] = field(default_factory=dict)
+    funding: dict[str, FundingEvents] = field(default_factory=dict)
+    quotes: dict[str, QuoteBars] = field(default_factory=dict)
+    funding_source: str = "recorded"
+    version: tuple = ()  # changes when any of the above does (a cache key)
+
+
+NO_CONTEXT = ExecutionContext()
+# The backtest starts at a fixed boundary of this many bars (UTC), the first after its z is
+# defined: as the window slides, the tested period moves only in such steps, so the trades in
+# it do not change with every new bar.
+BACKTEST_ANCHOR_BARS = 60
+
+
+def slow_stats(
+    y_bars: Bars,
+    x_bars: Bars,
+    p: PairParams,
+    live: LiveStats,
+    context: ExecutionContext = NO_CONTEXT,
+) -> SlowStats:
     """The expensive figures, on closed bars (the live bar is the last one)."""
-    y, x, t = live.y, live.x, live.open_time
+    y, x = live.y, live.x
     beta_path = alpha_path = None
     beta, alpha = live.beta, live.alpha
     if p.path_is_slow:
@@ -198,18 +248,7 @@ def slow_stats(y_bars: Bars, x_bars: Bars, p: PairParams, live: LiveStats) -> Sl
     z = np.asarray(an.zscore(spread, p.z_window_bars))
     closed = slice(0, max(0, len(y) - 1))
     window = _defined_tail(spread[closed], p.lookback_bars)
-    bt = an.backtest(
-        y[closed],
-        x[closed],
-        z[closed],
-        beta[closed],
-        entry=p.z_threshold,
-        exit=0.0,
-        cost_bps=p.cost_bps,
-        log_prices=p.log_prices,
-        bars_per_year=BARS_PER_YEAR.get(y_bars.timeframe, 525_600),
-        times_ms=t[closed],
-    )
+    bt = pair_backtest(p, live, beta[closed], z[closed], context)
     n = len(window)
     return SlowStats(
         an.adf_test(window),
@@ -219,6 +258,72 @@ def slow_stats(y_bars: Bars, x_bars: Bars, p: PairParams, live: LiveStats) -> Sl
         alpha_path,
         bt,
         n,
+    )
+
+
+def pair_backtest(
+    p: PairParams, live: LiveStats, beta, z, context: ExecutionContext
+) -> an.BacktestResult:
+    """The backtest of long 1 of y's notional / short h of x's (``h`` the notional hedge ratio
+    at each decision: β on log prices, ``β · price x / price y`` on prices), on the closed bars
+    ``beta`` and ``z`` cover, from the first ``BACKTEST_ANCHOR_BARS`` boundary after z is
+    defined."""
+    n = len(z)
+    t = live.open_time[:n]
+    bar_ms = TIMEFRAMES_MS[live.y_bars.timeframe]
+    start = _anchored_start(t, z, BACKTEST_ANCHOR_BARS * bar_ms)
+    part = slice(start, n)
+    h = beta if p.log_prices else beta * live.x_close[:n] / live.y_close[:n]
+    weights = np.column_stack([np.ones(n), -np.asarray(h, dtype=np.float64)])[part]
+    legs = [_leg(b.slice(0, n), p, context, part) for b in (live.y_bars, live.x_bars)]
+    bt = an.backtest(t[part], bar_ms, z[part], weights, legs, p.execution(), hedge=beta[part])
+    return _from_bar(bt, start)
+
+
+def _from_bar(bt: an.BacktestResult, start: int) -> an.BacktestResult:
+    """A backtest of bars ``start:`` indexed like the bars from 0: flat before ``start``."""
+    if not start:
+        return bt
+    trades = bt.trades.copy()
+    trades[["entry_bar", "exit_bar"]] += start
+    pad = np.zeros(start)
+    return replace(
+        bt,
+        position=np.concatenate([pad.astype(np.int8), bt.position]),
+        pnl_usdt=np.concatenate([pad, bt.pnl_usdt]),
+        equity_usdt=np.concatenate([pad, bt.equity_usdt]),
+        trades=trades,
+    )
+
+
+def _anchored_start(t: np.ndarray, z: np.ndarray, anchor_ms: int) -> int:
+    """The first bar at or after z's first defined value whose open time is on an anchor
+    boundary (UTC); the first defined one when no boundary comes after it."""
+    defined = np.flatnonzero(np.isfinite(z))
+    if not len(defined):
+        return len(z)
+    first = int(defined[0])
+    boundary = -(-int(t[first]) // anchor_ms) * anchor_ms
+    start = int(np.searchsorted(t, boundary))
+    return start if start < len(t) else first
+
+
+def _leg(bars: Bars, p: PairParams, context: ExecutionContext, part: slice) -> an.LegData:
+    rules = context.instruments.get(bars.symbol)
+    quotes = context.quotes.get(bars.symbol)
+    funding = context.funding.get(bars.symbol) or FundingEvents.empty(bars.symbol)
+    quoted = quotes.at(bars.open_time, quotes.spread_close_bps) if quotes is not None else None
+    return an.LegData(
+        bars.symbol,
+        bars.open[part],
+        bars.close[part],
+        quoted_spread_bps=None if quoted is None else quoted[part],
+        assumed_spread_bps=p.assumed_spread_bps,
+        step=rules.step if rules else 0.0,
+        min_qty=rules.min_qty if rules else 0.0,
+        min_notional=rules.min_notional if rules else 0.0,
+        funding_times_ms=funding.time_ms,
+        funding_rates=funding.rate,
     )
 
 

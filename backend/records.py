@@ -244,3 +244,63 @@ class MarkPrice:
     index_price: float
     funding_rate: float
     next_funding_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A symbol's trading rules (``exchangeInfo`` filters): quantities are multiples of
+    ``step`` (``LOT_SIZE.stepSize``) of at least ``min_qty``; an order's notional is at least
+    ``min_notional`` USDT (``MIN_NOTIONAL.notional``)."""
+
+    symbol: str
+    step: float
+    min_qty: float
+    min_notional: float
+    tick: float = 0.0  # PRICE_FILTER.tickSize
+
+
+@dataclass(frozen=True, slots=True)
+class FundingEvents:
+    """The funding rates charged at a symbol's past funding times, oldest first: recorded from
+    the mark-price stream (the last rate published before each funding time) or read from
+    ``GET /fapi/v1/fundingRate``."""
+
+    symbol: str
+    time_ms: np.ndarray  # int64, funding times
+    rate: np.ndarray  # float64, a fraction per interval: a long pays rate x notional
+
+    @classmethod
+    def empty(cls, symbol: str) -> FundingEvents:
+        return cls(symbol, np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteBars:
+    """The best bid and ask of one symbol per bar (``<symbol>@bookTicker``): at each bar's close,
+    and the time-weighted mean quoted spread over the bar in bps of the mid. NaN where no quote
+    was recorded."""
+
+    symbol: str
+    timeframe: str
+    open_time: np.ndarray  # int64, epoch ms
+    bid_close: np.ndarray
+    ask_close: np.ndarray
+    spread_mean_bps: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.open_time)
+
+    @property
+    def spread_close_bps(self) -> np.ndarray:
+        """``(ask - bid) / mid`` at each bar's close, bps."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 2e4 * (self.ask_close - self.bid_close) / (self.ask_close + self.bid_close)
+
+    def at(self, open_time_ms: np.ndarray, column: np.ndarray) -> np.ndarray:
+        """``column`` at the given bar open times (NaN where no quote bar is held)."""
+        out = np.full(len(open_time_ms), np.nan)
+        if len(self.open_time):
+            i = np.clip(np.searchsorted(self.open_time, open_time_ms), 0, len(self.open_time) - 1)
+            hit = self.open_time[i] == open_time_ms
+            out[hit] = column[i[hit]]
+        return out

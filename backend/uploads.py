@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.csv_export import bars_to_csv
-from backend.pairs import scan_market, with_carry
+from backend.pairs import ExecutionContext, scan_market, with_carry
 from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, Coverage
 from backend.resampling import SecondBars
 from backend.state import FundingSnapshot
@@ -218,6 +218,10 @@ class UploadedData:
 
     def carry(self, y: str, x: str, beta: float) -> None:
         return None
+
+    def execution_context(self, symbols, timeframe: str) -> ExecutionContext:
+        """Files hold bars only: no lot rules, quotes or funding (the backtest says so)."""
+        return ExecutionContext(funding_source="none")
 
     def bars(self, symbol: str, timeframe: str, last: int | None = None) -> Bars:
         bars = self._items[symbol].get(timeframe) or Bars.empty(symbol, timeframe)

@@ -179,14 +179,13 @@ def hedge_chart(live, shown: slice, p) -> go.Figure:
 
 def equity_chart(live, slow, shown: slice) -> go.Figure:
     bt = slow.backtest  # on closed bars: one fewer than the live series
-    t = _times(live.open_time[: len(bt.equity)][shown])
+    t = _times(live.open_time[: len(bt.equity_usdt)][shown])
     data = [
-        dict(_line(t, bt.equity[shown] * 100, "equity (%)"), xaxis="x", yaxis="y"),
+        dict(_line(t, bt.equity_usdt[shown], "equity (USDT)"), xaxis="x", yaxis="y"),
         dict(_line(t, bt.position[shown], "position", shape="hv"), xaxis="x2", yaxis="y2"),
     ]
-    return _figure(
-        data, "Backtest: cumulative return net of costs", "equity", 380, **_two_panes(0.7)
-    )
+    title = "Backtest: cumulative PnL (USDT) after fees, spread and funding, marked at closes"
+    return _figure(data, title, "equity", 380, **_two_panes(0.7))
 
 
 HEATMAP_LABELLED = 12  # symbols up to which each cell prints its value

@@ -26,7 +26,7 @@ from backend.pairs import PairParams, history_bars, live_stats, needs, notional_
 from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
-from frontend import charts
+from frontend import backtest_view, charts
 from frontend.cards import STYLE, Card, cards_html, duration_text
 from frontend.downloads import keep_click_built_files
 from frontend.strip import engines, mount_strip
@@ -78,8 +78,15 @@ class Controls:
 # Sidebar settings that mean the same on every page: re-stated at the top of each run so a
 # page switch keeps them (Streamlit drops a widget's value once a run does not draw it).
 SHARED_KEYS = ("refresh", "chart_refresh", "method", "spread_mode", "series", "corr_on",
-               "lookback", "z_window", "corr_window", "shown", "z_threshold", "cost",
-               "adf_mode", "cooldown")  # fmt: skip
+               "lookback", "z_window", "corr_window", "shown", "z_threshold", "fee_kind",
+               "fee_custom", "fill", "notional", "assumed_spread", "stop_z", "stop_loss",
+               "max_hold", "adf_mode", "cooldown")  # fmt: skip
+FEE_CHOICES = {
+    f"Taker {an.TAKER_FEE_BPS:g} bps": an.TAKER_FEE_BPS,
+    f"Maker {an.MAKER_FEE_BPS:g} bps": an.MAKER_FEE_BPS,
+    "Custom": None,
+}
+FILL_CHOICES = {"Next bar's open": "next_open", "Next bar's close (latency stress)": "next_close"}
 PAGES_DIR = "frontend/pages"  # relative to app.py, the main script
 
 
@@ -263,7 +270,7 @@ def sidebar(data, live: bool = True) -> Controls | None:
     # The rest folded: the browser re-renders every widget on the page at each run of any
     # fragment (CPU profiles here, 16 widgets beside a 0.25 s strip: +9 % of a core in view,
     # +5 % folded).
-    more = sb.expander("More settings: spread, correlation, bars shown, costs")
+    more = sb.expander("More settings: spread, correlation, bars shown")
     spread_mode = more.radio(
         "Spread",
         [WALK_FORWARD, HINDSIGHT],
@@ -276,8 +283,8 @@ def sidebar(data, live: bool = True) -> Controls | None:
     corr_on = more.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
     corr_window = more.number_input("Correlation window (bars)", 2, 10_000, 60, key="corr_window")
     shown = more.number_input("Bars shown", 50, 20_000, 600, step=50, key="shown")
-    cost = more.number_input("Backtest cost (bps per trade)", 0.0, 100.0, 1.0, step=0.5, key="cost")
     cooldown = more.number_input("Alert cooldown (s)", 0.0, 3_600.0, 30.0, step=5.0, key="cooldown")
+    execution = execution_settings(sb)
     rules_editor(sb, symbols)
     params = PairParams(
         lookback_bars=int(lookback),
@@ -287,12 +294,57 @@ def sidebar(data, live: bool = True) -> Controls | None:
         log_prices=series == "Log price",
         corr_on_returns=corr_on == "Log returns",
         z_threshold=float(threshold),
-        cost_bps=float(cost),
         hindsight=spread_mode == HINDSIGHT,
+        **execution,
     )
+    try:
+        params.check()
+    except ValueError as exc:  # e.g. a z stop inside the entry threshold
+        sb.error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        return None
     return Controls(
         timeframe, y, x, int(shown), params, adf_mode, float(cooldown), _seconds(chart_choice)
     )
+
+
+def execution_settings(sb) -> dict:
+    """The backtest's execution: fees, fills, size, the spread assumed where no book was
+    recorded, stops. Zero turns a stop off."""
+    box = sb.expander("Backtest: execution and costs")
+    kind = box.selectbox(
+        "Fees (per leg, per fill)",
+        list(FEE_CHOICES),
+        key="fee_kind",
+        help="Binance USD-M base tier: taker 5 bps, maker 2 bps, of each leg's filled notional",
+    )
+    fee = FEE_CHOICES[kind]
+    if fee is None:
+        fee = box.number_input("Fee (bps)", 0.0, 100.0, an.TAKER_FEE_BPS, 0.5, key="fee_custom")
+    fill = box.radio(
+        "Fill a signal at",
+        list(FILL_CHOICES),
+        key="fill",
+        help="a signal at a bar's close fills at the next bar: never at the bar that decided",
+    )
+    notional = box.number_input(
+        "Gross notional per trade (USDT)", 10.0, 1e9, 10_000.0, 1_000.0, key="notional"
+    )
+    assumed = box.number_input(
+        "Assumed quoted spread (bps), where none was recorded",
+        0.0, 1_000.0, 1.0, 0.5, key="assumed_spread",
+    )  # fmt: skip
+    stop_z = box.number_input("Stop at |z| (0: off)", 0.0, 100.0, 0.0, 0.5, key="stop_z")
+    stop_loss = box.number_input("Loss stop (bps, 0: off)", 0.0, 1e4, 0.0, 10.0, key="stop_loss")
+    max_hold = box.number_input("Maximum holding (bars, 0: off)", 0, 1_000_000, 0, key="max_hold")
+    return {
+        "fee_bps": float(fee),
+        "fill": FILL_CHOICES[fill],
+        "notional_usdt": float(notional),
+        "assumed_spread_bps": float(assumed),
+        "stop_z": float(stop_z) or None,
+        "stop_loss_bps": float(stop_loss) or None,
+        "max_hold_bars": int(max_hold) or None,
+    }
 
 
 def _default(key: str, index: int) -> dict:
@@ -401,7 +453,8 @@ def analysis(engine: Engine, data, controls: Controls) -> None:
     if view.live is None:
         return
     carry, carry_note = carry_cards(data, controls, view)
-    figures(view.live, view.slow, controls.params, controls.timeframe, carry, carry_note)
+    source = data.execution_context((controls.y, controls.x), controls.timeframe).funding_source
+    figures(view.live, view.slow, controls.params, controls.timeframe, carry, carry_note, source)
     fire_alerts(view.live, view.yb, view.xb, controls)
 
 
@@ -513,8 +566,21 @@ def analysis_views(data, controls: Controls, yb, xb, live, slow) -> None:
         if slow is None:
             st.caption("The backtest runs with the ADF: press 'Run ADF now' (sidebar).")
         else:
+            context = data.execution_context((controls.y, controls.x), controls.timeframe)
+            tf_s = TIMEFRAMES_MS[controls.timeframe] / 1000
+            backtest_view.breakdown(slow, p, context.funding_source, tf_s)
             show_chart("equity", controls, version, lambda: charts.equity_chart(live, slow, shown))
-            trades_table(slow)
+            backtest_view.trades_table(slow)
+            st.download_button(
+                "Download trades CSV",
+                lambda: backtest_view.trades_csv(
+                    slow, _csv_header(controls), p, context.funding_source
+                ),
+                file_name=f"trades_{controls.y}_{controls.x}_{controls.timeframe}.csv",
+                mime="text/csv",
+                key="download_trades",
+                on_click="ignore",
+            )
     elif view == "Heatmap":
         heatmap(data, controls)
     elif view == "Table":
@@ -586,11 +652,12 @@ def cached_slow(engine: Engine, data, yb, xb, live, controls: Controls, force: b
     request = st.session_state.get("adf_request") if on_demand else None
     if on_demand and request is None:
         return None
+    context = data.execution_context((controls.y, controls.x), controls.timeframe)
     key = (
         getattr(data, "key", "live"), controls.timeframe, controls.y, controls.x, p,
-        first, last_closed, request if on_demand else None,
+        first, last_closed, request if on_demand else None, context.version,
     )  # fmt: skip
-    return engine.cached(key, lambda: slow_stats(yb, xb, p, live))
+    return engine.cached(key, lambda: slow_stats(yb, xb, p, live, context))
 
 
 def chart_version(controls: Controls, *bars: Bars) -> tuple:
@@ -623,7 +690,9 @@ def show_chart(key: str, controls: Controls, version: tuple, build) -> None:
     st.plotly_chart(old[2], key=key, config=charts.CONFIG)
 
 
-def figures(live, slow, p: PairParams, timeframe: str, extra=(), extra_note: str = "") -> None:
+def figures(
+    live, slow, p: PairParams, timeframe: str, extra=(), extra_note="", funding_source="recorded"
+) -> None:
     """The pair's figures as one block of cards; ``extra`` (the carry) goes after them."""
     beta, alpha = _last_finite(live.beta), _last_finite(live.alpha)
     how = "hindsight: the latest" if p.hindsight else "walk-forward: the"
@@ -654,12 +723,6 @@ def figures(live, slow, p: PairParams, timeframe: str, extra=(), extra_note: str
     adf = slow.adf
     crit = " · ".join(f"{k} {v:.2f}" for k, v in adf.critical.items())
     hl = slow.half_life_bars
-    s = slow.backtest.summary
-    sharpe = (
-        f"Sharpe {s['sharpe']:.2f} (annualised over {s['covered_days']:.1f} days)"
-        if math.isfinite(s["sharpe"])
-        else "Sharpe not shown: needs ≥ 10 round trips over ≥ 1 day"
-    )
     cards += [
         Card(
             f"ADF p ({slow.window} bars)",
@@ -678,32 +741,13 @@ def figures(live, slow, p: PairParams, timeframe: str, extra=(), extra_note: str
             f"AR(1) of the spread over {slow.window} closed bars; "
             f"{duration_text(hl * tf_s)} at {timeframe}",
         ),
-        Card(
-            "Backtest return",
-            f"{s['total_return'] * 100:+.2f}%",
-            f"walk-forward on closed bars, net of {p.cost_bps:g} bps a trade · "
-            f"{int(s['round_trips'])} round trips · hit rate {_fmt(s['hit_rate'], 2)} · "
-            f"max DD {s['max_drawdown'] * 100:.2f}% · {sharpe}",
-        ),
+        backtest_view.backtest_card(slow, p, funding_source),
     ]
     note = (
         f"ADF: {adf.verdict}. Half-life {_fmt(hl, 1)} bars = {duration_text(hl * tf_s)}. "
-        f"Backtest: {int(s['round_trips'])} round trips, hit rate {_fmt(s['hit_rate'], 2)}, "
-        f"average holding {duration_text(s['avg_holding_bars'] * tf_s)}, "
-        f"{s['total_return'] * 100:+.2f}% after costs; {sharpe}. {extra_note}"
+        f"{backtest_view.backtest_note(slow, tf_s)} {extra_note}"
     )
     st.html(cards_html([*cards, *extra], note))
-
-
-def trades_table(slow) -> None:
-    trades = slow.backtest.trades
-    if not len(trades):
-        st.caption("No trade yet: the z-score has not crossed the entry threshold.")
-        return
-    cols = [c for c in ("entry_time", "exit_time") if c in trades] + [
-        "direction", "closed", "gross_return", "net_return"
-    ]  # fmt: skip
-    st.dataframe(trades[cols].iloc[::-1].head(50), hide_index=True)
 
 
 def _last_finite(a) -> float:

@@ -231,45 +231,6 @@ def test_alerts_are_edge_triggered_one_per_excursion():
         an.zscore_alerts(z, 0)
 
 
-def test_backtest_hand_worked_with_delay_and_costs():
-    # y moves, x flat, beta 1: spread changes are dy. z is given directly.
-    y = np.array([100.0, 100, 99, 98, 99, 100, 101, 101])
-    x = np.full(8, 50.0)
-    z = np.array([0.0, -2.5, -2.8, -1.0, 0.5, 0.2, 3.0, 0.0])
-    r = an.backtest(y, x, z, 1.0, entry=2.0, exit=0.0, cost_bps=10, log_prices=False)
-    # Long decided at bar 1 (z=-2.5), held from bar 2; exit decided at bar 4 (z>=0), flat from 5.
-    assert r.position.tolist() == [0, 0, 1, 1, 1, 0, 0, -1]
-    base = 100 + 1 * 50  # gross notional at entry (bar 1)
-    expected_gross = [0, 0, -1 / base, -1 / base, 1 / base, 0, 0, 0]
-    cost = 10e-4
-    # Costs at each decision: entry 1, exit 4, short entry 6 (z=3), its exit 7 (z=0 <= exit).
-    expected = np.array(expected_gross) - np.array([0, cost, 0, 0, cost, 0, cost, cost])
-    np.testing.assert_allclose(r.pnl, expected)
-    assert r.summary["trades"] == 2
-    trips = r.trades
-    assert trips["direction"].tolist() == ["long", "short"]
-    assert trips["net_return"].iloc[0] == pytest.approx(-1 / base - 2 * cost)
-    assert trips["closed"].tolist() == [True, True]
-    assert trips["net_return"].iloc[1] == pytest.approx(-2 * cost)
-    assert r.summary["hit_rate"] == 0.0
-    assert r.summary["total_return"] == pytest.approx(expected.sum())
-    assert r.summary["max_drawdown"] == pytest.approx(-expected.cumsum().min())
-
-
-def test_backtest_has_no_look_ahead():
-    rng = np.random.default_rng(4)
-    y, x = 100 + np.cumsum(rng.normal(size=500)), np.full(500, 10.0)
-    z = an.zscore(y, 20)
-    base = an.backtest(y, x, z, 0.0, cost_bps=0)
-    # Changing the future must not change the past.
-    y2 = y.copy()
-    y2[300:] += 50
-    z2 = an.zscore(y2, 20)
-    other = an.backtest(y2, x, z2, 0.0, cost_bps=0)
-    np.testing.assert_array_equal(base.position[:301], other.position[:301])
-    np.testing.assert_allclose(base.pnl[:300], other.pnl[:300])
-
-
 @pytest.mark.parametrize("bad", [[], [1.0], [1.0, 1.0, 1.0, 1.0]])
 def test_degenerate_inputs_give_nan_not_crashes(bad):
     assert all(math.isnan(v) for v in an.hedge_ratio(bad, bad))
@@ -301,8 +262,6 @@ def test_misaligned_and_invalid_arguments_raise_clear_errors():
         an.zscore([1, 2, 3], 1)
     with pytest.raises(ValueError, match="unknown method"):
         an.hedge_ratio([1, 2, 3], [1, 2, 3], "ridge")
-    with pytest.raises(ValueError, match="entry > exit"):
-        an.backtest([1, 2], [1, 2], [0, 0], 1.0, entry=1, exit=2)
 
 
 def test_correlation_matrix_and_stats_table(pair):
@@ -329,28 +288,6 @@ def test_log_returns_keep_the_input_length_even_when_empty():
         an.log_returns([1.0, np.e, 1.0]), [np.nan, 1.0, -1.0], equal_nan=True
     )
     assert len(an.bar_stats_table(np.arange(0), *([np.array([])] * 6), 60)) == 0
-
-
-def test_backtest_sharpe_needs_ten_round_trips_over_a_day_and_uses_calendar_time():
-    """A sawtooth z trades every 20 bars. Over 2 hours of 1m bars: no Sharpe (not a day). Over
-    3 days of 5m bars: Sharpe = mean/std (sample) * sqrt(bars per year of the calendar span)."""
-    n = 864  # 3 days of 5m bars
-    z = np.tile(np.r_[np.linspace(0, 3, 10), np.linspace(3, -0.5, 10)], n // 20 + 1)[:n]
-    rng = np.random.default_rng(1)
-    y = np.cumsum(rng.normal(0, 1e-3, n))
-    x = np.zeros(n)
-    t5 = 1_765_000_000_000 + np.arange(n) * 300_000
-    r = an.backtest(y, x, z, 1.0, cost_bps=1, times_ms=t5)
-    assert r.summary["round_trips"] >= 10 and r.summary["covered_days"] == pytest.approx(3.0)
-    per_year = n / (3.0 / 365)
-    expected = r.pnl.mean() / r.pnl.std(ddof=1) * math.sqrt(per_year)
-    assert r.summary["sharpe"] == pytest.approx(expected, rel=1e-12)
-    assert str(r.trades["entry_time"].iloc[0]) == str(
-        pd.Timestamp(t5[r.trades["entry_bar"].iloc[0]], unit="ms", tz="UTC")
-    )
-    short = an.backtest(y[:120], x[:120], z[:120], 1.0, times_ms=t5[:120] // 5)
-    assert math.isnan(short.summary["sharpe"])  # 2 hours of 1m bars: annualising is noise
-    assert short.summary["round_trips"] >= 1 and np.isfinite(short.summary["avg_holding_bars"])
 
 
 # --- pair scanner ------------------------------------------------------------------------------

@@ -41,10 +41,10 @@ def test_backtest_decisions_do_not_change_when_later_bars_arrive(method):
         return slow_stats(y, x, p, live).backtest
 
     full, early = run(len(yb)), run(cut)
-    assert full.summary["trades"] >= 3
+    assert len(full.trades) >= 3
     # The backtest runs on closed bars: the last bar of each run is the live one.
     np.testing.assert_array_equal(full.position[: cut - 1], early.position)
-    np.testing.assert_allclose(full.pnl[: cut - 1], early.pnl, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(full.pnl_usdt[: cut - 1], early.pnl_usdt, rtol=0, atol=1e-9)
 
 
 def test_walk_forward_hedge_is_the_trailing_ols_of_the_bars_before_each_bar():

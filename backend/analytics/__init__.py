@@ -16,7 +16,16 @@ pair at once), ``funding`` (carry, basis), ``alerts``. Their public names are re
 """
 
 from backend.analytics.alerts import AlertEvent, zscore_alerts
-from backend.analytics.execution import MIN_SHARPE_TRIPS, BacktestResult, backtest
+from backend.analytics.execution import (
+    MAKER_FEE_BPS,
+    MIN_SHARPE_DAYS,
+    TAKER_FEE_BPS,
+    BacktestResult,
+    BacktestSummary,
+    ExecutionConfig,
+    LegData,
+    backtest,
+)
 from backend.analytics.funding import basis_bps, funding_carry_bps_per_day
 from backend.analytics.hedge import (
     HEDGE_METHODS,
@@ -46,7 +55,7 @@ from backend.analytics.stationarity import (
 
 __all__ = [
     "ADF_NAN", "HEDGE_METHODS", "KALMAN_FIT_WINDOW", "KALMAN_MIN_FIT_BARS", "MIN_ADF_POINTS",
-    "MIN_REGRESSION_POINTS", "MIN_SHARPE_TRIPS", "SCAN_COLUMNS", "AdfResult", "AlertEvent",
+    "MIN_REGRESSION_POINTS", "MIN_SHARPE_DAYS", "MAKER_FEE_BPS", "TAKER_FEE_BPS", "BacktestSummary", "ExecutionConfig", "LegData", "SCAN_COLUMNS", "AdfResult", "AlertEvent",
     "BacktestResult", "adf_pvalue", "adf_test", "backtest", "bar_stats_table", "basis_bps",
     "cluster_order", "correlation_matrix", "engle_granger_pvalue", "funding_carry_bps_per_day",
     "half_life", "hedge_ratio", "kalman_hedge", "log_returns", "mackinnon_pvalue",
