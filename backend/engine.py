@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from backend.config import (
@@ -26,6 +25,7 @@ from backend.csv_export import BarsCsv
 from backend.db_source import DbPoller, StoredBars
 from backend.history import HistoryLoader, HistoryOptions
 from backend.ingestion import HealthSnapshot, Ingestor
+from backend.lru import Lru
 from backend.pairs import (
     ExecutionContext,
     MarketScan,
@@ -118,8 +118,9 @@ class Engine:
             self._start_feed(opts)
         self.bars_csv = BarsCsv()  # formatted CSV rows, shared by every browser session
         self.save_lock = threading.Lock()
-        self._cache: OrderedDict = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache = Lru(32)  # slow pair figures and scans, per closed bar
+        # Kalman block fits: a block's fit never changes, so each is made once (~0.3 s).
+        self.fit_memo = Lru(4096)
 
     def _start_from_db(self, opts: EngineOptions) -> None:
         """No feed: the bars collectors write to ``--db``, read as they land. Without
@@ -244,15 +245,11 @@ class Engine:
     def cached(self, key, compute):
         """``compute()`` once per ``key`` for every viewer of this engine (the slow pair
         statistics, keyed by pair, parameters and last closed bar); the newest 32 are kept."""
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        value = compute()  # outside the lock: other viewers' reads go on meanwhile
-        with self._cache_lock:
+        missing = object()
+        value = self._cache.get(key, missing)
+        if value is missing:
+            value = compute()  # outside the lock: other viewers' reads go on meanwhile
             self._cache[key] = value
-            while len(self._cache) > 32:
-                self._cache.popitem(last=False)
         return value
 
     def scan(self, timeframe: str, lookback: int, adf_lag: int = 1) -> MarketScan:
@@ -276,6 +273,9 @@ class Engine:
         if self.opts.source == "db":
             return "none"
         return "recorded" if self.opts.source == "live" else "simulated"
+
+    # The newest bar of a feed (or of the bars collectors write) is still forming.
+    newest_is_open = True
 
     def execution_context(self, symbols, timeframe: str) -> ExecutionContext:
         """What the backtest of ``symbols`` on ``timeframe`` knows beyond the bars."""

@@ -82,17 +82,20 @@ class PairParams:
 
     @property
     def path_is_slow(self) -> bool:
-        """The hedge path is refitted at bar close (robust and Kalman walk-forward)."""
-        return not self.hindsight and self.method != "ols"
+        """The hedge path is refitted at bar close (robust walk-forward, Kalman either way)."""
+        return self.method == "kalman" or (not self.hindsight and self.method != "ols")
 
 
 def needs(p: PairParams) -> dict[str, int]:
-    """Aligned bars each figure needs before it is defined (no hidden floor)."""
-    hedge = (
-        an.KALMAN_MIN_FIT_BARS + 1
-        if p.method == "kalman"
-        else p.lookback_bars + (0 if p.hindsight else 1)
-    )
+    """Aligned bars each figure needs before it is defined (no hidden floor). A Kalman hedge
+    starts at the first refit boundary with ``KALMAN_FIT_BARS`` bars before it: at most a
+    block after them."""
+    if p.method == "kalman":
+        hedge = an.KALMAN_FIT_BARS + (0 if p.hindsight else an.KALMAN_REFIT_BARS)
+    elif p.method == "ols" or p.hindsight:
+        hedge = p.lookback_bars + (0 if p.hindsight else 1)
+    else:  # a robust refit at the first block boundary with a whole window before it
+        hedge = p.lookback_bars + robust_stride(p.lookback_bars)
     z = hedge + p.z_window_bars - 1
     return {
         "β": hedge,
@@ -108,6 +111,20 @@ def history_bars(p: PairParams) -> int:
     return max(needs(p).values())
 
 
+def robust_stride(lookback_bars: int) -> int:
+    """Bars between the refits of a robust walk-forward hedge."""
+    return max(1, math.ceil(lookback_bars / ROBUST_REFITS_PER_WINDOW))
+
+
+@dataclass(frozen=True)
+class HedgePath:
+    """Per-bar ``(beta_t, alpha_t)`` and, for a Kalman hedge, the fitted spread's half-life."""
+
+    beta: np.ndarray
+    alpha: np.ndarray
+    kalman_half_life_bars: float = math.nan  # from the latest fit's phi
+
+
 @dataclass(frozen=True)
 class LiveStats:
     open_time: np.ndarray
@@ -118,27 +135,43 @@ class LiveStats:
     spread: np.ndarray
     zscore: np.ndarray
     corr: np.ndarray
-    latest_z: float
+    latest_z: float  # at the last closed bar: what alerts and the backtest decide on
+    forming_z: float  # at the bar still forming (moves until it closes); NaN if none is
     latest_corr: float
     y_close: np.ndarray  # the aligned bars' closes, as traded
     x_close: np.ndarray
     y_bars: Bars  # the aligned bars themselves
     x_bars: Bars
+    closed: int  # bars closed: all but the newest while it forms, else all
+
+    @property
+    def newest_is_open(self) -> bool:
+        return self.closed < len(self.open_time)
 
 
 @dataclass(frozen=True)
 class SlowStats:
-    adf: an.AdfResult
+    adf: an.AdfResult  # the spread's, against the Engle-Granger table (an estimated hedge)
     eg_pvalue: float
-    half_life_bars: float
-    beta_path: np.ndarray | None  # the refitted hedge path (robust / Kalman walk-forward)
-    alpha_path: np.ndarray | None
+    half_life: an.HalfLife  # NaN-free only where the spread reverts (ADF p <= 0.05)
+    path: HedgePath | None  # the refitted hedge path (robust / Kalman walk-forward, smoother)
     backtest: an.BacktestResult
     window: int  # closed bars the ADF / half-life / Engle-Granger used
 
     @property
-    def adf_pvalue(self) -> float:
-        return self.adf.pvalue
+    def half_life_bars(self) -> float:
+        return self.half_life.bars
+
+    @property
+    def beta_path(self) -> np.ndarray | None:
+        return None if self.path is None else self.path.beta
+
+    @property
+    def alpha_path(self) -> np.ndarray | None:
+        return None if self.path is None else self.path.alpha
+
+
+MEAN_REVERSION_P = 0.05  # a half-life is shown only where the spread's ADF rejects at this
 
 
 def aligned_series(y_bars: Bars, x_bars: Bars, p: PairParams):
@@ -147,20 +180,39 @@ def aligned_series(y_bars: Bars, x_bars: Bars, p: PairParams):
     return ya, xa, to_series(ya.close), to_series(xa.close)
 
 
-def hedge_path(y: np.ndarray, x: np.ndarray, p: PairParams) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bar ``(beta_t, alpha_t)`` as the module docstring says."""
+def hedge_path(
+    y: np.ndarray,
+    x: np.ndarray,
+    p: PairParams,
+    open_time=None,
+    bar_ms=None,
+    memo=None,
+    closed: int | None = None,
+) -> HedgePath:
+    """Per-bar ``(beta_t, alpha_t)`` as the module docstring says. A hindsight fit uses the
+    ``lookback_bars`` bars before ``closed`` (default: all but the newest, taken to be
+    forming)."""
     n = len(y)
+    closed = max(0, n - 1) if closed is None else closed
     if p.hindsight:
-        method = "ols" if p.method == "kalman" else p.method
-        b, a = an.hedge_ratio(y[-p.lookback_bars :], x[-p.lookback_bars :], method)
-        return np.full(n, b), np.full(n, a)
+        if p.method == "kalman":
+            path = an.kalman_smoothed(y[:closed], x[:closed])
+            pad = np.full(n - closed, np.nan)
+            return HedgePath(
+                np.concatenate([path.beta, pad]),
+                np.concatenate([path.alpha, pad]),
+                path.half_life_bars,
+            )
+        window = slice(max(0, closed - p.lookback_bars), closed)
+        b, a = an.hedge_ratio(y[window], x[window], p.method)
+        return HedgePath(np.full(n, b), np.full(n, a))
     if p.method == "kalman":
-        b, a = an.kalman_hedge(y, x)
-        return np.asarray(b), np.asarray(a)
+        path = an.kalman_path(y, x, open_time, bar_ms, memo=memo)
+        return HedgePath(path.beta, path.alpha, path.half_life_bars)
     if p.method == "ols":
         b, a = (np.asarray(v) for v in an.rolling_hedge_ratio(y, x, p.lookback_bars))
-        return _shifted(b), _shifted(a)
-    return _robust_path(y, x, p)
+        return HedgePath(_shifted(b), _shifted(a))
+    return _robust_path(y, x, p, open_time, bar_ms)
 
 
 def _shifted(a: np.ndarray) -> np.ndarray:
@@ -168,34 +220,38 @@ def _shifted(a: np.ndarray) -> np.ndarray:
     return np.concatenate(([np.nan], a[:-1])) if len(a) else a
 
 
-def _robust_path(y, x, p: PairParams) -> tuple[np.ndarray, np.ndarray]:
+def _robust_path(y, x, p: PairParams, open_time, bar_ms) -> HedgePath:
+    """Refits at fixed UTC boundaries every ``robust_stride`` bars, each from the
+    ``lookback_bars`` bars before the boundary: no refit moves when the data's start does."""
     n, w = len(y), p.lookback_bars
     beta, alpha = np.full(n, np.nan), np.full(n, np.nan)
-    first = w  # the first bar with a whole window before it
-    if first >= n:
-        return beta, alpha
-    stride = max(1, math.ceil(w / ROBUST_REFITS_PER_WINDOW))
-    starts = list(range(first, n, stride))  # from the series' start: later bars change none
-    for i, t in enumerate(starts):
-        b, a = an.hedge_ratio(y[t - w : t], x[t - w : t], p.method)
-        stop = starts[i + 1] if i + 1 < len(starts) else n
-        beta[t:stop], alpha[t:stop] = b, a
-    return beta, alpha
+    for start, stop in an.anchored_blocks(n, open_time, bar_ms, robust_stride(w), w):
+        beta[start:stop], alpha[start:stop] = an.hedge_ratio(
+            y[start - w : start], x[start - w : start], p.method
+        )
+    return HedgePath(beta, alpha)
 
 
 def live_stats(
-    y_bars: Bars, x_bars: Bars, p: PairParams, slow: SlowStats | None = None
+    y_bars: Bars,
+    x_bars: Bars,
+    p: PairParams,
+    slow: SlowStats | None = None,
+    newest_is_open: bool = True,
 ) -> LiveStats:
     """The per-refresh figures (closed forms and O(n) rolling sums); a slow hedge path comes
-    from ``slow`` (fitted at the last bar close; the live bar's hedge needs no newer bar)."""
+    from ``slow`` (fitted at the last bar close; the live bar's hedge needs no newer bar).
+    ``newest_is_open``: the newest bar is still forming (a feed), not closed (a file)."""
     ya, xa, y, x = aligned_series(y_bars, x_bars, p)
+    closed = max(0, len(y) - 1) if newest_is_open else len(y)
     if p.path_is_slow:
-        if slow is not None and slow.beta_path is not None and len(slow.beta_path) == len(y):
-            beta, alpha = slow.beta_path, slow.alpha_path
+        if slow is not None and slow.path is not None and len(slow.path.beta) == len(y):
+            beta, alpha = slow.path.beta, slow.path.alpha
         else:
             beta = alpha = np.full(len(y), np.nan)
     else:
-        beta, alpha = hedge_path(y, x, p)
+        path = hedge_path(y, x, p, closed=closed)
+        beta, alpha = path.beta, path.alpha
     s = np.asarray(an.spread(y, x, beta, alpha))
     z = np.asarray(an.zscore(s, p.z_window_bars))
     if p.corr_on_returns:
@@ -204,9 +260,11 @@ def live_stats(
         )
     else:
         corr = an.rolling_corr(ya.close, xa.close, p.corr_window_bars)
+    closed_z = float(z[closed - 1]) if closed else math.nan
+    forming_z = _last(z) if closed < len(z) else math.nan
     return LiveStats(
-        ya.open_time, y, x, beta, alpha, s, z, np.asarray(corr), _last(z), _last(corr),
-        ya.close, xa.close, ya, xa,
+        ya.open_time, y, x, beta, alpha, s, z, np.asarray(corr), closed_z, forming_z,
+        _last(corr), ya.close, xa.close, ya, xa, closed,
     )  # fmt: skip
 
 
@@ -236,26 +294,32 @@ def slow_stats(
     p: PairParams,
     live: LiveStats,
     context: ExecutionContext = NO_CONTEXT,
+    memo=None,
 ) -> SlowStats:
-    """The expensive figures, on closed bars (the live bar is the last one)."""
+    """The expensive figures, on closed bars (the live bar is the last one). ``memo`` keeps
+    the Kalman's block fits between calls."""
     y, x = live.y, live.x
-    beta_path = alpha_path = None
+    path = None
     beta, alpha = live.beta, live.alpha
     if p.path_is_slow:
-        beta_path, alpha_path = hedge_path(y, x, p)
-        beta, alpha = beta_path, alpha_path
+        bar_ms = TIMEFRAMES_MS[live.y_bars.timeframe]
+        path = hedge_path(y, x, p, live.open_time, bar_ms, memo, live.closed)
+        beta, alpha = path.beta, path.alpha
     spread = np.asarray(an.spread(y, x, beta, alpha))
     z = np.asarray(an.zscore(spread, p.z_window_bars))
-    closed = slice(0, max(0, len(y) - 1))
+    closed = slice(0, live.closed)
     window = _defined_tail(spread[closed], p.lookback_bars)
     bt = pair_backtest(p, live, beta[closed], z[closed], context)
     n = len(window)
+    # A hindsight OLS spread over exactly its fit window is the OLS residual: coint's test.
+    residual = p.hindsight and p.method == "ols" and n == p.lookback_bars
+    adf = an.spread_adf(window, residual=residual)
+    reverts = adf.pvalue <= MEAN_REVERSION_P
     return SlowStats(
-        an.adf_test(window),
+        adf,
         an.engle_granger_pvalue(y[closed][-n:], x[closed][-n:]) if n else math.nan,
-        an.half_life(window),
-        beta_path,
-        alpha_path,
+        an.half_life_interval(window) if reverts else an.HALF_LIFE_NAN,
+        path,
         bt,
         n,
     )
@@ -340,6 +404,13 @@ def _last(a) -> float:
 
 
 # --- the market scan ---------------------------------------------------------------------------
+
+
+# The scanner's defaults: pairs pass at a Benjamini-Hochberg q of at most SCAN_MAX_Q, and
+# only pairs whose returns move together at all (unrelated random walks correlate ~0 +- 0.06
+# over 300 bars: a lucky Engle-Granger p between them is no trade).
+SCAN_MAX_Q = 0.05
+SCAN_MIN_CORR = 0.3
 
 
 @dataclass(frozen=True)

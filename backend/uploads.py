@@ -219,6 +219,8 @@ class UploadedData:
     def carry(self, y: str, x: str, beta: float) -> None:
         return None
 
+    newest_is_open = False  # every bar of a file is closed
+
     def execution_context(self, symbols, timeframe: str) -> ExecutionContext:
         """Files hold bars only: no lot rules, quotes or funding (the backtest says so)."""
         return ExecutionContext(funding_source="none")

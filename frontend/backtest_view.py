@@ -68,6 +68,8 @@ def backtest_card(slow, p, funding_source: str) -> Card:
 
 def backtest_note(slow, timeframe_s: float) -> str:
     s = slow.backtest.summary
+    if not s.bars:
+        return "Backtest: nothing tested yet (no closed bar with a z-score)."
     return (
         f"Backtest {period_text(s)}: {s.round_trips} round trips, hit rate "
         f"{_num(s.hit_rate, 2)}, average holding {duration_text(s.avg_holding_bars * timeframe_s)}, "

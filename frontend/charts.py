@@ -100,10 +100,12 @@ def candles(bars: Bars) -> go.Figure:
 
 
 def _spread_kind(p) -> str:
+    if p.hindsight and p.method == "kalman":
+        return "Kalman smoother: each bar's β_t, α_t from every bar (hindsight)"
     if p.hindsight:
         return f"β from the latest {p.lookback_bars} bars for every bar (hindsight)"
     if p.method == "kalman":
-        return "walk-forward: Kalman one-step-ahead β_t, α_t"
+        return "walk-forward: Kalman one-step-ahead β_t, α_t (AR(1) spread state)"
     return f"walk-forward: each bar's β from the {p.lookback_bars} bars before it"
 
 
@@ -124,7 +126,8 @@ def spread_chart(live, shown: slice, p) -> go.Figure:
 
 
 def zscore_chart(live, shown: slice, p, slow=None) -> go.Figure:
-    """The z the alerts and the backtest use, with the backtest's entries and exits marked."""
+    """The z the alerts and the backtest use (at each bar's close; the newest bar's while it
+    forms), with the backtest's decisions to enter and exit marked (filled a bar later)."""
     t_all = _times(live.open_time)
     t = t_all[shown]
     levels = ((p.z_threshold, "#d62728"), (-p.z_threshold, "#2ca02c"), (0, "#555"))

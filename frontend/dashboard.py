@@ -22,7 +22,15 @@ from backend import analytics as an
 from backend.config import ConfigError
 from backend.csv_export import iso_utc
 from backend.engine import Engine, EngineOptions
-from backend.pairs import PairParams, history_bars, live_stats, needs, notional_beta, slow_stats
+from backend.pairs import (
+    MEAN_REVERSION_P,
+    PairParams,
+    history_bars,
+    live_stats,
+    needs,
+    notional_beta,
+    slow_stats,
+)
 from backend.records import TIMEFRAMES_MS, Bars
 from backend.storage import StorageError
 from backend.uploads import UploadedData, UploadError, parse_upload
@@ -430,10 +438,10 @@ def pair_view(engine: Engine, data, controls: Controls) -> PairView:
     have = common_bars(yb, xb)
     if have < min(needs(p).values()):
         return PairView(yb, xb, have, None, None)
-    live = live_stats(yb, xb, p)
+    live = live_stats(yb, xb, p, newest_is_open=data.newest_is_open)
     slow = cached_slow(engine, data, yb, xb, live, controls)  # shared by both fragments
     if p.path_is_slow and slow is not None:
-        live = live_stats(yb, xb, p, slow)
+        live = live_stats(yb, xb, p, slow, data.newest_is_open)
     return PairView(yb, xb, have, live, slow)
 
 
@@ -627,9 +635,10 @@ def analytics_csv(engine: Engine, data, controls: Controls) -> bytes:
     if have < need:
         return f"# warming up: {have} of {need} {controls.timeframe} bars so far\n".encode()
     try:
-        live = live_stats(yb, xb, p)
+        live = live_stats(yb, xb, p, newest_is_open=data.newest_is_open)
         if p.path_is_slow:  # the analysis' cached fit when it is for these bars
-            live = live_stats(yb, xb, p, cached_slow(engine, data, yb, xb, live, controls, True))
+            slow = cached_slow(engine, data, yb, xb, live, controls, True)
+            live = live_stats(yb, xb, p, slow, data.newest_is_open)
         frame = stats_frame(controls, yb, xb, live)
         frame["time"] = iso_utc(live.open_time)  # one time format in both files
         return (_csv_header(controls) + frame.to_csv(index=False)).encode()
@@ -646,7 +655,7 @@ def cached_slow(engine: Engine, data, yb, xb, live, controls: Controls, force: b
     """ADF, Engle-Granger, half-life, the slow hedge paths and the backtest: computed once per
     closed bar (or on demand) for every viewer of the engine, not on every refresh."""
     p = controls.params
-    last_closed = int(live.open_time[-2]) if len(live.open_time) > 1 else 0
+    last_closed = int(live.open_time[live.closed - 1]) if live.closed else 0
     first = int(live.open_time[0]) if len(live.open_time) else 0
     on_demand = controls.adf_mode == "On demand" and not p.path_is_slow and not force
     request = st.session_state.get("adf_request") if on_demand else None
@@ -657,7 +666,7 @@ def cached_slow(engine: Engine, data, yb, xb, live, controls: Controls, force: b
         getattr(data, "key", "live"), controls.timeframe, controls.y, controls.x, p,
         first, last_closed, request if on_demand else None, context.version,
     )  # fmt: skip
-    return engine.cached(key, lambda: slow_stats(yb, xb, p, live, context))
+    return engine.cached(key, lambda: slow_stats(yb, xb, p, live, context, engine.fit_memo))
 
 
 def chart_version(controls: Controls, *bars: Bars) -> tuple:
@@ -695,20 +704,21 @@ def figures(
 ) -> None:
     """The pair's figures as one block of cards; ``extra`` (the carry) goes after them."""
     beta, alpha = _last_finite(live.beta), _last_finite(live.alpha)
-    how = "hindsight: the latest" if p.hindsight else "walk-forward: the"
-    fit = f"{p.method.upper() if p.method == 'ols' else p.method}, {how} {p.lookback_bars} bars"
-    if p.method == "kalman" and not p.hindsight:
-        fit = "Kalman one-step-ahead, noise by maximum likelihood on earlier bars"
     tf_s = TIMEFRAMES_MS[timeframe] / 1000
     what = "log returns" if p.corr_on_returns else "prices"
+    forming = (
+        f"forming bar {_fmt(live.forming_z, 2)}" if live.newest_is_open else "every bar closed"
+    )
     cards = [
-        Card("Hedge ratio β", _fmt(beta, 4), f"{fit} ({timeframe} bars)"),
+        Card("Hedge ratio β", _fmt(beta, 4), f"{fit_text(p)} ({timeframe} bars)"),
         Card("Alpha", _fmt(alpha, 4), "intercept of the same fit, in the regression's units"),
         Card(
             f"z ({p.z_window_bars} bars)",
             _fmt(live.latest_z, 2),
-            f"spread minus its trailing {p.z_window_bars}-bar mean, over the sample std; "
-            "the live bar included",
+            f"the last closed bar's: the spread minus its trailing {p.z_window_bars}-bar "
+            "mean, over the sample std. Alerts and the backtest decide on it; the forming "
+            "bar's z moves until the bar closes",
+            delta=forming,
         ),
         Card(
             f"Correlation ({p.corr_window_bars} bars)",
@@ -717,37 +727,89 @@ def figures(
         ),
     ]
     if slow is None:
-        cards.append(Card("ADF p-value", "—", "press 'Run ADF now'"))
+        cards.append(Card("Spread ADF p", "—", "press 'Run ADF now'"))
         st.html(cards_html([*cards, *extra], extra_note))
         return
     adf = slow.adf
     crit = " · ".join(f"{k} {v:.2f}" for k, v in adf.critical.items())
-    hl = slow.half_life_bars
     cards += [
         Card(
-            f"ADF p ({slow.window} bars)",
+            f"Spread ADF p ({slow.window} bars)",
             _fmt(adf.pvalue, 4),
-            f"statistic {_fmt(adf.statistic, 3)}; critical values {crit}; {adf.lags} lags. "
-            f"On the last {slow.window} closed bars of the spread.",
+            f"ADF of the spread's last {slow.window} closed bars, judged against the "
+            f"{adf.table} table (the hedge was estimated: the one-variable Dickey–Fuller "
+            f"table would say stationary too often). Statistic {_fmt(adf.statistic, 3)}; "
+            f"critical values {crit}; {adf.lags} lags.",
         ),
         Card(
             f"Engle–Granger p ({slow.window} bars)",
             _fmt(slow.eg_pvalue, 4),
-            "statsmodels coint(y, x) on the same closed bars",
+            "statsmodels coint(y, x) on the same closed bars (its own OLS fit of the window)",
         ),
-        Card(
-            "Half-life",
-            f"{_fmt(hl, 1)} bars",
-            f"AR(1) of the spread over {slow.window} closed bars; "
-            f"{duration_text(hl * tf_s)} at {timeframe}",
-        ),
+        half_life_card(slow, timeframe, tf_s),
         backtest_view.backtest_card(slow, p, funding_source),
     ]
+    if slow.path is not None and math.isfinite(slow.path.kalman_half_life_bars):
+        k_hl = slow.path.kalman_half_life_bars
+        cards.insert(
+            2,
+            Card(
+                "Kalman spread half-life",
+                f"{_fmt(k_hl, 1)} bars",
+                "from the AR(1) coefficient φ of the spread state, fitted by maximum "
+                f"likelihood on the {an.KALMAN_FIT_BARS} bars before the latest refit: "
+                f"−ln 2 / ln φ; {duration_text(k_hl * tf_s)} at {timeframe}",
+            ),
+        )
     note = (
-        f"ADF: {adf.verdict}. Half-life {_fmt(hl, 1)} bars = {duration_text(hl * tf_s)}. "
+        f"Spread ADF on the {adf.table} table: {adf.verdict}. {half_life_text(slow, tf_s)} "
         f"{backtest_view.backtest_note(slow, tf_s)} {extra_note}"
     )
     st.html(cards_html([*cards, *extra], note))
+
+
+def fit_text(p: PairParams) -> str:
+    """How the hedge ratio was fitted, in a few words."""
+    if p.method == "kalman":
+        if p.hindsight:
+            return "Kalman smoother over every bar (hindsight: each bar's β saw later bars)"
+        return (
+            "Kalman one-step-ahead: β a random walk and the spread an AR(1), noise by maximum "
+            f"likelihood on the {an.KALMAN_FIT_BARS} bars before each refit (every "
+            f"{an.KALMAN_REFIT_BARS} bars, at fixed UTC times)"
+        )
+    name = p.method.upper() if p.method == "ols" else p.method
+    how = "hindsight: the latest" if p.hindsight else "walk-forward: the"
+    return f"{name}, {how} {p.lookback_bars} bars"
+
+
+def half_life_card(slow, timeframe: str, tf_s: float) -> Card:
+    hl = slow.half_life
+    if not math.isfinite(hl.bars):
+        return Card(
+            "Half-life",
+            "—",
+            f"not shown: no mean reversion found (spread ADF p {_fmt(slow.adf.pvalue, 3)} "
+            f"> {MEAN_REVERSION_P}); a half-life of a spread that may not revert means nothing",
+            delta="no mean reversion",
+        )
+    return Card(
+        "Half-life",
+        f"{_fmt(hl.bars, 1)} bars",
+        f"AR(1) of the spread over {slow.window} closed bars: −ln 2 / ln(1 + b); "
+        f"{duration_text(hl.bars * tf_s)} at {timeframe}; 95 % interval from b ± 1.96 se",
+        delta=f"95 %: {_fmt(hl.low, 1)}–{_fmt(hl.high, 1)} bars",
+    )
+
+
+def half_life_text(slow, tf_s: float) -> str:
+    hl = slow.half_life
+    if not math.isfinite(hl.bars):
+        return "Half-life: none (no mean reversion found)."
+    return (
+        f"Half-life {_fmt(hl.bars, 1)} bars = {duration_text(hl.bars * tf_s)} "
+        f"(95 %: {_fmt(hl.low, 1)}–{_fmt(hl.high, 1)} bars)."
+    )
 
 
 def _last_finite(a) -> float:
@@ -832,10 +894,12 @@ def heatmap(data, controls: Controls) -> None:
 
 
 def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
-    """Edge-triggered on the latest bar, with a per-rule cooldown; a toast and a history row."""
+    """Edge-triggered on the last closed bar (what the backtest trades on), with a per-rule
+    cooldown; a toast and a history row."""
     p = controls.params
     events = []
-    z = live.zscore[-2:]
+    last = live.closed  # bars [0, last) are closed
+    z = live.zscore[max(0, last - 2) : last]
     if len(z) == 2:
         for e in an.zscore_alerts(z, p.z_threshold):
             if e.index == 1:
@@ -844,10 +908,11 @@ def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
                 )
     for i, rule in enumerate(st.session_state["rules"]):
         bars = yb if rule["symbol"] == controls.y else xb if rule["symbol"] == controls.x else None
-        if bars is None or len(bars) < 2:
+        shut = len(bars) - (len(live.open_time) - last) if bars is not None else 0
+        if bars is None or shut < 2:
             continue
         series = bars.close if rule["kind"] == "Price" else bars.volume
-        prev, now = float(series[-2]), float(series[-1])
+        prev, now = float(series[shut - 2]), float(series[shut - 1])
         crossed = (
             (prev <= rule["level"] < now)
             if rule["side"] == "above"
@@ -861,7 +926,7 @@ def fire_alerts(live, yb: Bars, xb: Bars, controls: Controls) -> None:
                 )
             )
     last_fired = st.session_state.setdefault("alert_last_fired", {})
-    bar_time = int(live.open_time[-1])
+    bar_time = int(live.open_time[last - 1]) if last else 0
     now_s = time.time()
     for rule_id, text in events:
         key = (rule_id, controls.y, controls.x, controls.timeframe)

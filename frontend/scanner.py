@@ -7,6 +7,7 @@ import time
 
 import streamlit as st
 
+from backend.pairs import SCAN_MAX_Q, SCAN_MIN_CORR
 from backend.records import TIMEFRAMES_MS
 
 SCAN_TIMEFRAMES = ("1m", "5m", "1s")  # 1m first: 300 bars of it are five hours, loaded at start
@@ -24,16 +25,26 @@ def scanner_page(engine) -> None:
     timeframe = sb.radio("Bars", SCAN_TIMEFRAMES, horizontal=True, key="scan_timeframe")
     lookback = int(sb.number_input("Lookback (bars)", 30, 5_000, 300, step=50, key="scan_lookback"))
     sb.subheader("Filters")
-    max_p = sb.number_input("Max Engle–Granger p", 0.0, 1.0, 0.05, step=0.01, key="scan_max_p")
+    max_q = sb.number_input(
+        "Max q (Engle–Granger p, Benjamini–Hochberg over every pair)",
+        0.0, 1.0, SCAN_MAX_Q, step=0.01, key="scan_max_q",
+        help="the false-discovery-rate adjusted p: among pairs passing at q ≤ 0.05, at most "
+        "5 % are expected to be unrelated. A raw p ≤ 0.05 over hundreds of pairs lets dozens "
+        "of unrelated ones through (the table still shows each raw p)",
+    )  # fmt: skip
     hl_min, hl_max = sb.slider(
         "Half-life (bars)", 0.0, float(lookback), (0.0, float(lookback)), key="scan_half_life"
     )
-    min_corr = sb.slider("Min correlation of returns", -1.0, 1.0, -1.0, 0.05, key="scan_min_corr")
+    min_corr = sb.slider(
+        "Min correlation of returns", -1.0, 1.0, SCAN_MIN_CORR, 0.05, key="scan_min_corr",
+        help="unrelated symbols' returns correlate ~0: a low Engle–Granger p between them is "
+        "luck, not a pair",
+    )  # fmt: skip
     min_volume = sb.number_input(
         "Min volume (USDT, the smaller leg, over the window)", 0.0, None, 0.0, step=1e5,
         key="scan_min_volume",
     )  # fmt: skip
-    filters = (max_p, hl_min, hl_max, min_corr, min_volume)
+    filters = (max_q, hl_min, hl_max, min_corr, min_volume)
     # A scan changes only when a bar closes: look a few times a bar, send when it changed.
     every = max(1.0, TIMEFRAMES_MS[timeframe] / 12_000)
     st.fragment(scan_table, run_every=every)(engine, timeframe, lookback, filters)
@@ -46,10 +57,10 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
             f"Warming up: {scan.waiting}. A shorter lookback or another timeframe starts sooner."
         )
         return
-    max_p, hl_min, hl_max, min_corr, min_volume = filters
+    max_q, hl_min, hl_max, min_corr, min_volume = filters
     t = scan.table
     shown = t[
-        (t["eg_pvalue"] <= max_p)
+        (t["eg_qvalue"] <= max_q)
         & t["half_life"].between(hl_min, hl_max)
         & (t["corr"] >= min_corr)
         & (t["volume_usdt"] >= min_volume)
@@ -59,9 +70,12 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
     st.caption(
         f"{len(shown)} of {len(t)} pairs pass the filters · the last {lookback} closed "
         f"{timeframe} bars, to the one opened {at} UTC{skipped}. Ranked by the Engle–Granger "
-        "p-value (statsmodels coint, constant, 1 lag). β, α and z are fitted on the whole "
-        "window, its last bar included (hindsight within the window). Click a row to open "
-        "the pair."
+        f"p-value (statsmodels coint, constant, 1 lag); filtered on q, that p adjusted "
+        f"(Benjamini–Hochberg) for testing all {len(t)} pairs. β, α and z are fitted on the "
+        "whole window, its last bar included (hindsight within the window). Stability: the "
+        "share of 5 half-window sub-windows cointegrated (p ≤ 0.05), β's drift from the first "
+        "third to the last, the spread's Hurst exponent (< 0.5 mean-reverting). Click a row "
+        "to open the pair."
     )
     event = st.dataframe(
         shown,
@@ -76,7 +90,27 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
             "beta": st.column_config.NumberColumn("β", format="%.4f", help="OLS of log y on log x"),
             "alpha": st.column_config.NumberColumn("α", format="%.4f"),
             "eg_pvalue": st.column_config.NumberColumn(
-                f"EG p ({lookback} bars)", format="%.2e", help="Engle–Granger p-value"
+                f"EG p ({lookback} bars)", format="%.2e", help="Engle–Granger p-value, raw"
+            ),
+            "eg_qvalue": st.column_config.NumberColumn(
+                "EG q (BH)",
+                format="%.2e",
+                help=f"the p adjusted for the {len(t)} pairs tested (Benjamini–Hochberg)",
+            ),
+            "coint_share": st.column_config.NumberColumn(
+                "Coint. sub-windows",
+                format="%.0f%%",
+                help=f"share of 5 sub-windows of {lookback // 2} bars with EG p ≤ 0.05",
+            ),
+            "beta_drift": st.column_config.NumberColumn(
+                "β drift",
+                format="%+.1f%%",
+                help="β of the last third minus β of the first third, over |β|",
+            ),
+            "hurst": st.column_config.NumberColumn(
+                "Hurst",
+                format="%.2f",
+                help="of the spread: < 0.5 mean-reverting, 0.5 a random walk, > 0.5 trending",
             ),
             "half_life": st.column_config.NumberColumn(
                 "Half-life (bars)", format="%.1f", help="AR(1) of the spread; inf: no reversion"

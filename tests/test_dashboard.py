@@ -113,12 +113,20 @@ def test_a_one_symbol_upload_says_so_and_keeps_its_candles(app_env):
     _rest_of_the_page_stays(at, candles=1)
 
 
-def test_kalman_method_shows_its_beta(app_env):
+def test_kalman_says_what_it_needs_then_shows_its_beta_and_spread_half_life(app_env):
+    """Seven minutes of 1s bars are too few for a Kalman fit (800 bars before a refit
+    boundary, every 200 bars): the page says how many it needs. On 1,300 uploaded bars it
+    shows beta and the fitted spread's half-life."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.selectbox(key="method").set_value("Kalman")
-    run_until(at, lambda a: metric(a, "Hedge ratio β") not in (None, "—"))
-    assert not any("Choose the Kalman" in i.value for i in at.info)
+    run_until(at, lambda a: any("β needs 1000" in i.value for i in a.info))
+    at.switch_page(OFFLINE).run()
+    data = crafted_pair_csv(n=1_300)
+    at.file_uploader(key="uploads").set_value([("pair.csv", data, "text/csv")]).run()
+    assert not at.exception
+    assert metric(at, "Hedge ratio β") not in (None, "—")
+    assert re.fullmatch(r"[\d.,]+ bars", metric(at, "Kalman spread half-life"))
 
 
 @pytest.mark.parametrize(

@@ -40,24 +40,47 @@ from backend.analytics.hedge import (
     spread,
     zscore,
 )
-from backend.analytics.kalman import KALMAN_FIT_WINDOW, KALMAN_MIN_FIT_BARS, kalman_hedge
-from backend.analytics.scan import SCAN_COLUMNS, cluster_order, scan_pairs
+from backend.analytics.kalman import (
+    KALMAN_FIT_BARS,
+    KALMAN_FIT_WINDOW,
+    KALMAN_MIN_FIT_BARS,
+    KALMAN_REFIT_BARS,
+    KalmanPath,
+    anchored_blocks,
+    kalman_hedge,
+    kalman_path,
+    kalman_smoothed,
+)
+from backend.analytics.scan import (
+    SCAN_COLUMNS,
+    bh_qvalues,
+    cluster_order,
+    hurst_exponent,
+    scan_pairs,
+)
 from backend.analytics.stationarity import (
     ADF_NAN,
+    EG_TABLE,
+    HALF_LIFE_NAN,
     MIN_ADF_POINTS,
     AdfResult,
+    HalfLife,
+    JohansenResult,
     adf_pvalue,
     adf_test,
     engle_granger_pvalue,
     half_life,
+    half_life_interval,
+    johansen,
     mackinnon_pvalue,
+    spread_adf,
 )
 
 __all__ = [
-    "ADF_NAN", "HEDGE_METHODS", "KALMAN_FIT_WINDOW", "KALMAN_MIN_FIT_BARS", "MIN_ADF_POINTS",
+    "ADF_NAN", "EG_TABLE", "HALF_LIFE_NAN", "HalfLife", "JohansenResult", "johansen", "half_life_interval", "spread_adf", "HEDGE_METHODS", "KALMAN_FIT_BARS", "KALMAN_FIT_WINDOW", "KALMAN_REFIT_BARS", "KalmanPath", "anchored_blocks", "kalman_path", "kalman_smoothed", "KALMAN_MIN_FIT_BARS", "MIN_ADF_POINTS",
     "MIN_REGRESSION_POINTS", "MIN_SHARPE_DAYS", "MAKER_FEE_BPS", "TAKER_FEE_BPS", "BacktestSummary", "ExecutionConfig", "LegData", "SCAN_COLUMNS", "AdfResult", "AlertEvent",
     "BacktestResult", "adf_pvalue", "adf_test", "backtest", "bar_stats_table", "basis_bps",
-    "cluster_order", "correlation_matrix", "engle_granger_pvalue", "funding_carry_bps_per_day",
+    "bh_qvalues", "cluster_order", "hurst_exponent", "correlation_matrix", "engle_granger_pvalue", "funding_carry_bps_per_day",
     "half_life", "hedge_ratio", "kalman_hedge", "log_returns", "mackinnon_pvalue",
     "rolling_corr", "rolling_hedge_ratio", "rolling_mean_std", "scan_pairs", "spread", "zscore",
     "zscore_alerts",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,6 +39,7 @@ class AdfResult:
     critical: dict[str, float]  # "1%", "5%", "10%" -> critical value of the statistic
     lags: int
     nobs: int
+    table: str = "Dickey-Fuller"  # whose distribution p and the critical values come from
 
     @property
     def verdict(self) -> str:
@@ -75,6 +76,84 @@ def adf_test(s) -> AdfResult:
     except (ValueError, np.linalg.LinAlgError):
         return ADF_NAN
     return AdfResult(float(stat), float(pvalue), {k: float(v) for k, v in crit.items()}, lags, nobs)
+
+
+EG_TABLE = "two-variable Engle-Granger"
+
+
+def spread_adf(s, residual: bool = False) -> AdfResult:
+    """The ADF test of an *estimated* spread, judged against the Engle-Granger distribution:
+    MacKinnon's (1994, 2010) tables for 2 variables with a constant, as statsmodels ``coint``
+    uses. The one-variable Dickey-Fuller table would call a spread stationary too often: its
+    hedge was fitted to make it look so.
+
+    The statistic is statsmodels ``adfuller(s, autolag="AIC")``'s, with ``regression="n"`` when
+    ``residual`` (an in-sample OLS residual: mean zero by construction, exactly ``coint``'s
+    test) and ``"c"`` otherwise (a walk-forward spread, whose mean was not fitted). Critical
+    values ``mackinnoncrit(N=2, regression="c", nobs=len(s) - 1)``, p ``mackinnonp(stat, "c",
+    N=2)``. All NaN as ``adf_test``."""
+    a = _clean_series(s)
+    if a is None:
+        return replace(ADF_NAN, table=EG_TABLE)
+    from statsmodels.tsa.adfvalues import mackinnoncrit, mackinnonp
+    from statsmodels.tsa.stattools import adfuller
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stat, _, lags, nobs, _, _ = adfuller(
+                a, regression="n" if residual else "c", autolag="AIC", result_object=False
+            )
+    except (ValueError, np.linalg.LinAlgError):
+        return replace(ADF_NAN, table=EG_TABLE)
+    crit = mackinnoncrit(N=2, regression="c", nobs=len(a) - 1)
+    return AdfResult(
+        float(stat),
+        float(mackinnonp(stat, regression="c", N=2)),
+        {level: float(v) for level, v in zip(("1%", "5%", "10%"), crit, strict=True)},
+        int(lags),
+        int(nobs),
+        EG_TABLE,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HalfLife:
+    """A spread's half-life in bars with its 95 % interval (from the AR(1) slope's standard
+    error); ``inf`` where no reversion is seen."""
+
+    bars: float
+    low: float
+    high: float
+
+
+HALF_LIFE_NAN = HalfLife(math.nan, math.nan, math.nan)
+
+
+def half_life_interval(s) -> HalfLife:
+    """``half_life`` and its interval: ``ds_t = a + b s_{t-1} + e`` by OLS (statsmodels), the
+    half-life ``-ln 2 / ln(1 + b)`` at ``b`` and at ``b -+ 1.96 se(b)`` (the interval's high
+    end is ``inf`` when ``b + 1.96 se`` reaches 0)."""
+    a = _clean_series(s)
+    if a is None:
+        return HALF_LIFE_NAN
+    import statsmodels.api as sm
+
+    fit = sm.OLS(np.diff(a), sm.add_constant(a[:-1], has_constant="add")).fit()
+    b, se = float(fit.params[1]), float(fit.bse[1])
+    if not math.isfinite(b):
+        return HALF_LIFE_NAN
+    return HalfLife(_hl(b), _hl(b - 1.96 * se), _hl(b + 1.96 * se))
+
+
+def _hl(b: float) -> float:
+    if not math.isfinite(b):
+        return math.nan
+    if b >= 0:
+        return math.inf
+    if b <= -1:
+        return 0.0
+    return -math.log(2) / math.log1p(b)
 
 
 def adf_pvalue(s) -> float:
@@ -175,3 +254,67 @@ def _ar1_half_life(spread: np.ndarray) -> np.ndarray:
         out = -math.log(2) / np.log1p(np.clip(b, -1 + 1e-300, None))
     out = np.where(b >= 0, np.inf, out)
     return np.where(b <= -1, 0.0, np.where(np.isfinite(b), out, np.nan))
+
+
+# --- baskets -----------------------------------------------------------------------------------
+
+JOHANSEN_LEVELS = ("90%", "95%", "99%")
+
+
+@dataclass(frozen=True)
+class JohansenResult:
+    """Johansen's test on k series (statsmodels ``coint_johansen``): for each hypothesis
+    ``rank <= r`` (r = 0 .. k-1) the trace and maximum-eigenvalue statistics and their 90/95/99 %
+    critical values (Osterwald-Lenum); the rank at 95 % by each (the first r not rejected, in
+    sequence); the eigenvalues, and the first eigenvector, scaled so its first weight is 1."""
+
+    trace: np.ndarray  # (k,)
+    trace_crit: np.ndarray  # (k, 3): 90 %, 95 %, 99 %
+    max_eig: np.ndarray  # (k,)
+    max_eig_crit: np.ndarray  # (k, 3)
+    eigenvalues: np.ndarray
+    weights: np.ndarray  # (k,) the first cointegrating vector, weights[0] == 1
+    rank_trace: int
+    rank_max_eig: int
+
+
+def johansen(levels, det_order: int = 0, k_ar_diff: int = 1) -> JohansenResult | None:
+    """``coint_johansen(levels, det_order, k_ar_diff)`` on a (bars, k) array of levels (log
+    prices), 2 <= k <= 12; ``det_order=0``: a constant in the cointegrating relations. None when
+    the data cannot be tested (too short, a NaN, a constant or collinear column)."""
+    a = np.asarray(levels, dtype=np.float64)
+    if a.ndim != 2 or not 2 <= a.shape[1] <= 12:
+        raise ValueError(f"johansen needs a (bars, 2..12) array, got shape {a.shape}")
+    if len(a) < MIN_ADF_POINTS + a.shape[1] * (k_ar_diff + 1) or not np.isfinite(a).all():
+        return None
+    if (np.ptp(a, axis=0) == 0).any():
+        return None
+    from statsmodels.tsa.vector_ar.vecm import coint_johansen
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = coint_johansen(a, det_order, k_ar_diff)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    vector = np.asarray(res.evec)[:, 0]
+    if not np.isfinite(vector).all() or vector[0] == 0:
+        return None
+    return JohansenResult(
+        trace=np.asarray(res.lr1),
+        trace_crit=np.asarray(res.cvt),
+        max_eig=np.asarray(res.lr2),
+        max_eig_crit=np.asarray(res.cvm),
+        eigenvalues=np.asarray(res.eig),
+        weights=vector / vector[0],
+        rank_trace=_rank(res.lr1, res.cvt[:, 1]),
+        rank_max_eig=_rank(res.lr2, res.cvm[:, 1]),
+    )
+
+
+def _rank(stats, crit) -> int:
+    """The first r whose hypothesis (rank <= r) the statistic does not reject."""
+    for r, (s, c) in enumerate(zip(stats, crit, strict=True)):
+        if not s > c:
+            return r
+    return len(stats)
