@@ -335,16 +335,16 @@ def pair_backtest(
     n = len(z)
     t = live.open_time[:n]
     bar_ms = TIMEFRAMES_MS[live.y_bars.timeframe]
-    start = _anchored_start(t, z, BACKTEST_ANCHOR_BARS * bar_ms)
+    start = anchored_start(t, z, BACKTEST_ANCHOR_BARS * bar_ms)
     part = slice(start, n)
     h = beta if p.log_prices else beta * live.x_close[:n] / live.y_close[:n]
     weights = np.column_stack([np.ones(n), -np.asarray(h, dtype=np.float64)])[part]
-    legs = [_leg(b.slice(0, n), p, context, part) for b in (live.y_bars, live.x_bars)]
+    legs = [leg_data(b.slice(0, n), p, context, part) for b in (live.y_bars, live.x_bars)]
     bt = an.backtest(t[part], bar_ms, z[part], weights, legs, p.execution(), hedge=beta[part])
-    return _from_bar(bt, start)
+    return from_bar(bt, start)
 
 
-def _from_bar(bt: an.BacktestResult, start: int) -> an.BacktestResult:
+def from_bar(bt: an.BacktestResult, start: int) -> an.BacktestResult:
     """A backtest of bars ``start:`` indexed like the bars from 0: flat before ``start``."""
     if not start:
         return bt
@@ -360,7 +360,7 @@ def _from_bar(bt: an.BacktestResult, start: int) -> an.BacktestResult:
     )
 
 
-def _anchored_start(t: np.ndarray, z: np.ndarray, anchor_ms: int) -> int:
+def anchored_start(t: np.ndarray, z: np.ndarray, anchor_ms: int) -> int:
     """The first bar at or after z's first defined value whose open time is on an anchor
     boundary (UTC); the first defined one when no boundary comes after it."""
     defined = np.flatnonzero(np.isfinite(z))
@@ -372,7 +372,7 @@ def _anchored_start(t: np.ndarray, z: np.ndarray, anchor_ms: int) -> int:
     return start if start < len(t) else first
 
 
-def _leg(bars: Bars, p: PairParams, context: ExecutionContext, part: slice) -> an.LegData:
+def leg_data(bars: Bars, p: PairParams, context: ExecutionContext, part: slice) -> an.LegData:
     rules = context.instruments.get(bars.symbol)
     quotes = context.quotes.get(bars.symbol)
     funding = context.funding.get(bars.symbol) or FundingEvents.empty(bars.symbol)

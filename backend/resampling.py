@@ -287,6 +287,16 @@ def align(a: Bars, b: Bars) -> tuple[Bars, Bars]:
     return _take(a, ia), _take(b, ib)
 
 
+def align_many(bars: list[Bars]) -> list[Bars]:
+    """The bars of several symbols restricted to the open times all of them have."""
+    if not bars:
+        return []
+    common = bars[0].open_time
+    for b in bars[1:]:
+        common = np.intersect1d(common, b.open_time, assume_unique=True)
+    return [_take(b, np.searchsorted(b.open_time, common)) for b in bars]
+
+
 def _regular(bars: Bars, step: int) -> bool:
     return len(bars) > 0 and bool((np.diff(bars.open_time) == step).all())
 

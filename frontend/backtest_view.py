@@ -148,7 +148,19 @@ def trades_table(slow) -> None:
         st.caption("No trade yet: the closed-bar z-score has not crossed the entry threshold.")
         return
     shown = trades.drop(columns=["entry_bar", "exit_bar"]).iloc[::-1].head(50)
-    st.dataframe(shown, hide_index=True)
+    if shown["hedge"].isna().all():  # a basket: weights per leg, no one hedge ratio
+        shown = shown.drop(columns=["hedge", "hedge_error"])
+    money = {c: st.column_config.NumberColumn(format="%+.2f") for c in shown if c.endswith("_usdt")}
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_config=money
+        | {
+            "net_bps": st.column_config.NumberColumn(format="%+.1f"),
+            "hedge": st.column_config.NumberColumn(format="%.4f"),
+            "hedge_error": st.column_config.NumberColumn(format="percent"),
+        },
+    )
 
 
 def trades_csv(slow, header: str, p, funding_source: str) -> bytes:

@@ -215,3 +215,32 @@ def heatmap(matrix: pd.DataFrame, title: str = "Correlation of log returns") -> 
     height = max(360, 16 * n + 140)  # ~16 px a row: 50 symbols stay legible
     layout = dict(xaxis=dict(tickangle=-60), yaxis=dict(autorange="reversed"))
     return _figure(data, title, "heatmap", height, **layout)
+
+
+def basket_chart(stats, shown: slice, p) -> go.Figure:
+    """The walk-forward basket spread over its z, the backtest's decisions marked."""
+    t_all = _times(stats.open_time)
+    t = t_all[shown]
+    data = [
+        dict(_line(t, stats.spread[shown], "basket spread"), xaxis="x", yaxis="y"),
+        dict(_line(t, stats.zscore[shown], "z-score", color="#9467bd"), xaxis="x2", yaxis="y2"),
+    ]
+    trips = stats.backtest.trades
+    first = len(stats.open_time) - len(t)
+    for col, name, symbol in (("entry_bar", "entry", "triangle-up"), ("exit_bar", "exit", "x")):
+        bars = trips[col].to_numpy() if len(trips) else np.empty(0, int)
+        if col == "exit_bar" and len(trips):
+            bars = bars[trips["closed"].to_numpy(bool)]
+        bars = bars[bars >= first]
+        data.append(
+            dict(
+                type="scatter", mode="markers", x=t_all[bars], y=stats.zscore[bars],
+                name=f"backtest {name}", xaxis="x2", yaxis="y2",
+                marker=dict(symbol=symbol, size=9, color="#111" if name == "exit" else "#ff7f0e"),
+            )
+        )  # fmt: skip
+    title = (
+        f"Basket spread Σ w·log p − μ (weights walk-forward) · z over {p.z_window_bars} bars, "
+        "entries and exits decided"
+    )
+    return _figure(data, title, "basket", 460, **_two_panes(0.5))

@@ -113,6 +113,7 @@ def main(opts: EngineOptions) -> None:
     pages = [
         st.Page(f"{PAGES_DIR}/live.py", title="Live pair", icon="📈", default=True),
         st.Page(f"{PAGES_DIR}/scanner.py", title="Pair scanner", icon="🔎"),
+        st.Page(f"{PAGES_DIR}/basket.py", title="Basket", icon="🧺"),
         st.Page(f"{PAGES_DIR}/offline.py", title="Offline analysis", icon="📂"),
     ]
     st.navigation(pages).run()

@@ -62,6 +62,7 @@ from backend.analytics.stationarity import (
     ADF_NAN,
     EG_TABLE,
     HALF_LIFE_NAN,
+    JOHANSEN_LEVELS,
     MIN_ADF_POINTS,
     AdfResult,
     HalfLife,
@@ -77,7 +78,7 @@ from backend.analytics.stationarity import (
 )
 
 __all__ = [
-    "ADF_NAN", "EG_TABLE", "HALF_LIFE_NAN", "HalfLife", "JohansenResult", "johansen", "half_life_interval", "spread_adf", "HEDGE_METHODS", "KALMAN_FIT_BARS", "KALMAN_FIT_WINDOW", "KALMAN_REFIT_BARS", "KalmanPath", "anchored_blocks", "kalman_path", "kalman_smoothed", "KALMAN_MIN_FIT_BARS", "MIN_ADF_POINTS",
+    "ADF_NAN", "EG_TABLE", "HALF_LIFE_NAN", "JOHANSEN_LEVELS", "HalfLife", "JohansenResult", "johansen", "half_life_interval", "spread_adf", "HEDGE_METHODS", "KALMAN_FIT_BARS", "KALMAN_FIT_WINDOW", "KALMAN_REFIT_BARS", "KalmanPath", "anchored_blocks", "kalman_path", "kalman_smoothed", "KALMAN_MIN_FIT_BARS", "MIN_ADF_POINTS",
     "MIN_REGRESSION_POINTS", "MIN_SHARPE_DAYS", "MAKER_FEE_BPS", "TAKER_FEE_BPS", "BacktestSummary", "ExecutionConfig", "LegData", "SCAN_COLUMNS", "AdfResult", "AlertEvent",
     "BacktestResult", "adf_pvalue", "adf_test", "backtest", "bar_stats_table", "basis_bps",
     "bh_qvalues", "cluster_order", "hurst_exponent", "correlation_matrix", "engle_granger_pvalue", "funding_carry_bps_per_day",

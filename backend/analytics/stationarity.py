@@ -81,7 +81,7 @@ def adf_test(s) -> AdfResult:
 EG_TABLE = "two-variable Engle-Granger"
 
 
-def spread_adf(s, residual: bool = False) -> AdfResult:
+def spread_adf(s, residual: bool = False, n_vars: int = 2) -> AdfResult:
     """The ADF test of an *estimated* spread, judged against the Engle-Granger distribution:
     MacKinnon's (1994, 2010) tables for 2 variables with a constant, as statsmodels ``coint``
     uses. The one-variable Dickey-Fuller table would call a spread stationary too often: its
@@ -91,10 +91,11 @@ def spread_adf(s, residual: bool = False) -> AdfResult:
     ``residual`` (an in-sample OLS residual: mean zero by construction, exactly ``coint``'s
     test) and ``"c"`` otherwise (a walk-forward spread, whose mean was not fitted). Critical
     values ``mackinnoncrit(N=2, regression="c", nobs=len(s) - 1)``, p ``mackinnonp(stat, "c",
-    N=2)``. All NaN as ``adf_test``."""
+    N=2)``; a basket of k series uses ``n_vars=k``. All NaN as ``adf_test``."""
+    table = EG_TABLE if n_vars == 2 else f"{n_vars}-variable Engle-Granger"
     a = _clean_series(s)
     if a is None:
-        return replace(ADF_NAN, table=EG_TABLE)
+        return replace(ADF_NAN, table=table)
     from statsmodels.tsa.adfvalues import mackinnoncrit, mackinnonp
     from statsmodels.tsa.stattools import adfuller
 
@@ -105,15 +106,15 @@ def spread_adf(s, residual: bool = False) -> AdfResult:
                 a, regression="n" if residual else "c", autolag="AIC", result_object=False
             )
     except (ValueError, np.linalg.LinAlgError):
-        return replace(ADF_NAN, table=EG_TABLE)
-    crit = mackinnoncrit(N=2, regression="c", nobs=len(a) - 1)
+        return replace(ADF_NAN, table=table)
+    crit = mackinnoncrit(N=n_vars, regression="c", nobs=len(a) - 1)
     return AdfResult(
         float(stat),
-        float(mackinnonp(stat, regression="c", N=2)),
+        float(mackinnonp(stat, regression="c", N=n_vars)),
         {level: float(v) for level, v in zip(("1%", "5%", "10%"), crit, strict=True)},
         int(lags),
         int(nobs),
-        EG_TABLE,
+        table,
     )
 
 
