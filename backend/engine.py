@@ -36,7 +36,7 @@ from backend.pairs import (
 )
 from backend.persistence import resume_from_storage, save_all
 from backend.records import TIMEFRAMES_MS, Bars, Coverage
-from backend.rest import pick_symbols, unknown_symbols
+from backend.rest import RestError, pick_symbols, unknown_symbols
 from backend.state import FundingSnapshot, StoreSnapshot, TickStore
 from backend.storage import open_store
 
@@ -91,6 +91,42 @@ class EngineHealth:
     rest_url: str
     db_path: str  # the SQLite file, or the PostgreSQL URL without its password
     collectors: tuple = ()  # --source db: records.CollectorHealth of each collected symbol
+
+
+# Funding rates loaded at start reach this far back (the longest history of 1,000 5m bars).
+FUNDING_HISTORY_MS = 7 * 86_400_000
+
+
+class MarketRules(threading.Thread):
+    """One pass at start: each symbol's lot rules (``exchangeInfo``) and the funding rates it
+    was charged over ``FUNDING_HISTORY_MS`` (``fundingRate``, into the mark book). A failure
+    is logged and left: the backtest then says which rules and rates it lacks."""
+
+    def __init__(self, rest, symbols: list[str], marks) -> None:
+        super().__init__(name="market-rules", daemon=True)
+        self._rest, self._symbols, self._marks = rest, list(symbols), marks
+        self._stop_event = threading.Event()
+        self.instruments: dict = {}
+        self.error: str | None = None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(15)
+
+    def run(self) -> None:
+        try:
+            listed = self._rest.instruments()
+            self.instruments = {s: listed[s] for s in self._symbols if s in listed}
+            now = self._rest.server_time_ms()
+            for symbol in self._symbols:
+                if self._stop_event.is_set():
+                    return
+                self._marks.add_history(
+                    self._rest.funding_rates(symbol, now - FUNDING_HISTORY_MS, now)
+                )
+        except RestError as exc:
+            self.error = str(exc)
+            log.warning("market rules or funding history unavailable: %s", exc)
 
 
 class Engine:
@@ -179,6 +215,8 @@ class Engine:
         )
         self.history.start()
         self.ingestor.start()
+        self._rules = MarketRules(self.ingestor.rest, symbols, self.ingestor.marks)
+        self._rules.start()
 
     @staticmethod
     def _local_exchange(opts: EngineOptions):
@@ -278,8 +316,15 @@ class Engine:
     newest_is_open = True
 
     def execution_context(self, symbols, timeframe: str) -> ExecutionContext:
-        """What the backtest of ``symbols`` on ``timeframe`` knows beyond the bars."""
-        return ExecutionContext(funding_source=self.funding_source)
+        """What the backtest of ``symbols`` on ``timeframe`` knows beyond the bars: lot rules
+        and funding charged (loaded at start, then recorded from the mark-price stream)."""
+        rules = getattr(self, "_rules", None)
+        if rules is None:  # --source db: no exchange to ask
+            return ExecutionContext(funding_source=self.funding_source)
+        instruments = {s: rules.instruments[s] for s in symbols if s in rules.instruments}
+        funding = {s: self.ingestor.marks.funding_events(s) for s in symbols}
+        version = (len(instruments), tuple(len(f.time_ms) for f in funding.values()))
+        return ExecutionContext(instruments, funding, {}, self.funding_source, version)
 
     def carry(self, y: str, x: str, beta: float) -> PairCarry | None:
         """Funding carry of long y / short ``beta`` x and the reverse (``pairs.pair_carry``)."""
@@ -322,6 +367,8 @@ class Engine:
         return self.exchange.cycle + 1, self.exchange.time_shift_ms
 
     def stop(self) -> None:
+        if getattr(self, "_rules", None) is not None:
+            self._rules.stop()
         self.history.stop()
         self.ingestor.stop()
         if self.exchange is not None:

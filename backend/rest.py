@@ -1,5 +1,6 @@
 """Blocking REST client for the Binance USD-M endpoints we use (stdlib HTTP, no session):
-``aggTrades`` (by id or by time), ``klines``, ``exchangeInfo`` and ``time``."""
+``aggTrades`` (by id or by time), ``klines``, ``exchangeInfo``, ``fundingInfo``,
+``fundingRate``, ``ticker/24hr`` and ``time``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ import urllib.request
 from urllib.parse import urlencode
 
 from backend.config import ConfigError
-from backend.records import Bars, TradeBatch
-from backend.wire import RestFormatError, decode_rest_agg_trades, decode_rest_klines
+from backend.records import Bars, FundingEvents, Instrument, TradeBatch
+from backend.wire import (
+    RestFormatError,
+    decode_funding_rates,
+    decode_instruments,
+    decode_rest_agg_trades,
+    decode_rest_klines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ def klines_weight(limit: int) -> int:
 
 
 DEFAULT_FUNDING_INTERVAL_H = 8  # what fundingInfo leaves out
+FUNDING_RATE_LIMIT = 1000  # rows a fundingRate request returns at most
 
 
 class RestError(RuntimeError):
@@ -176,6 +184,26 @@ class RestClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise RestError(f"fundingInfo has an unexpected shape: {exc}") from exc
         return {s: listed.get(s, DEFAULT_FUNDING_INTERVAL_H) for s in symbols}
+
+    def instruments(self) -> dict[str, Instrument]:
+        """Every listed symbol's lot size, minimum notional and tick (``exchangeInfo``)."""
+        body = self._get("/fapi/v1/exchangeInfo", {})
+        try:
+            return decode_instruments(body)
+        except RestFormatError as exc:
+            raise RestError(str(exc)) from exc
+
+    def funding_rates(self, symbol: str, start_ms: int, end_ms: int) -> FundingEvents:
+        """The funding rates charged at ``symbol``'s funding times in ``[start_ms, end_ms]``,
+        oldest first, at most ``FUNDING_RATE_LIMIT`` (``GET /fapi/v1/fundingRate``; it shares
+        a limit of 500 requests in 5 minutes with ``fundingInfo``)."""
+        params = {"symbol": symbol, "startTime": start_ms, "endTime": end_ms,
+                  "limit": FUNDING_RATE_LIMIT}  # fmt: skip
+        body = self._get("/fapi/v1/fundingRate", params)
+        try:
+            return decode_funding_rates(symbol, body)
+        except RestFormatError as exc:
+            raise RestError(str(exc)) from exc
 
     def trading_symbols(self) -> set[str]:
         body = self._get("/fapi/v1/exchangeInfo", {})

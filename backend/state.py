@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.gaps import IdLedger
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, MarkPrice, ResumePoint, TradeBatch
+from backend.records import (
+    BAR_COLUMNS,
+    TIMEFRAMES_MS,
+    Bars,
+    FundingEvents,
+    MarkPrice,
+    ResumePoint,
+    TradeBatch,
+)
 from backend.resampling import SecondBars
 
 # 30 bytes a tick: float64 price and qty; uint32 offsets of time, aggregate id and first trade id
@@ -543,21 +551,44 @@ class FundingSnapshot:
 
 class MarkBook:
     """The latest mark price, index price and funding rate of each watched symbol, written by
-    the mark-price stream thread, read as a ``FundingSnapshot``."""
+    the mark-price stream thread, read as a ``FundingSnapshot``; and the funding rates charged
+    at past funding times: recorded from the stream (the last rate published before a funding
+    time, once an update shows the next one) and loaded from ``GET /fapi/v1/fundingRate``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._marks: dict[str, MarkPrice] = {}
         self._interval_h: dict[str, int] = {}
         self._updates = 0
+        self._charged: dict[str, dict[int, float]] = {}  # symbol -> funding time -> rate
 
     def update(self, marks: list[MarkPrice]) -> None:
         with self._lock:
             for m in marks:
                 held = self._marks.get(m.symbol)
                 if held is None or m.event_time_ms >= held.event_time_ms:
+                    if held is not None and m.next_funding_time_ms > held.next_funding_time_ms:
+                        # A funding time passed: the rate held before it was charged.
+                        charged = self._charged.setdefault(m.symbol, {})
+                        charged.setdefault(held.next_funding_time_ms, held.funding_rate)
                     self._marks[m.symbol] = m
             self._updates += len(marks)
+
+    def add_history(self, events: FundingEvents) -> None:
+        """Rates the exchange says it charged (they take precedence over recorded ones)."""
+        with self._lock:
+            charged = self._charged.setdefault(events.symbol, {})
+            for t, r in zip(events.time_ms.tolist(), events.rate.tolist(), strict=True):
+                charged[int(t)] = float(r)
+
+    def funding_events(self, symbol: str) -> FundingEvents:
+        with self._lock:
+            charged = sorted(self._charged.get(symbol, {}).items())
+        return FundingEvents(
+            symbol,
+            np.array([t for t, _ in charged], dtype=np.int64),
+            np.array([r for _, r in charged], dtype=np.float64),
+        )
 
     def set_intervals(self, interval_h: dict[str, int]) -> None:
         with self._lock:

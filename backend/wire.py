@@ -46,7 +46,16 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, AggTrade, Bars, MarkPrice, TradeBatch
+from backend.records import (
+    BAR_COLUMNS,
+    TIMEFRAMES_MS,
+    AggTrade,
+    Bars,
+    FundingEvents,
+    Instrument,
+    MarkPrice,
+    TradeBatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -410,3 +419,98 @@ def encode_rest_agg_trades(trades: list[AggTrade]) -> bytes:
 
 def stream_name(symbol: str) -> str:
     return f"{symbol.lower()}@aggTrade"
+
+
+# --- exchangeInfo filters and funding-rate history (REST) ----------------------------------------
+
+
+def decode_instruments(body: bytes) -> dict[str, Instrument]:
+    """Each listed symbol's trading rules from a ``GET /fapi/v1/exchangeInfo`` body. One
+    element of its ``symbols`` array (the filters read; others are ignored)::
+
+        {"symbol": "BTCUSDT", "contractType": "PERPETUAL", "status": "TRADING", ...,
+         "filters": [
+           {"filterType": "PRICE_FILTER", "minPrice": "556.80", "maxPrice": "4529764",
+            "tickSize": "0.10"},
+           {"filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"},
+           {"filterType": "MARKET_LOT_SIZE", "stepSize": "0.001", "minQty": "0.001",
+            "maxQty": "120"},
+           {"filterType": "MIN_NOTIONAL", "notional": "100"}, ...]}
+
+    A symbol without ``LOT_SIZE`` is left out (its orders could not be sized)."""
+    try:
+        info = msgspec.json.decode(body)
+        out = {}
+        for s in info["symbols"]:
+            filters = {f["filterType"]: f for f in s.get("filters", [])}
+            lot = filters.get("LOT_SIZE")
+            if lot is None:
+                continue
+            out[s["symbol"]] = Instrument(
+                s["symbol"],
+                float(lot["stepSize"]),
+                float(lot["minQty"]),
+                float(filters.get("MIN_NOTIONAL", {}).get("notional", 0.0)),
+                float(filters.get("PRICE_FILTER", {}).get("tickSize", 0.0)),
+            )
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+        raise RestFormatError(f"exchangeInfo has an unexpected shape: {exc}") from exc
+    return out
+
+
+def encode_instrument(rule: Instrument, **extra) -> dict:
+    """An ``exchangeInfo`` symbol object with the filters of ``rule`` (the local exchange)."""
+    step = f"{rule.step:.8f}".rstrip("0").rstrip(".")
+    return extra | {
+        "symbol": rule.symbol,
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": "0.0001", "maxPrice": "10000000",
+             "tickSize": f"{rule.tick:.8f}".rstrip("0").rstrip(".")},
+            {"filterType": "LOT_SIZE", "stepSize": step, "minQty": f"{rule.min_qty:g}",
+             "maxQty": "1000000"},
+            {"filterType": "MARKET_LOT_SIZE", "stepSize": step, "minQty": f"{rule.min_qty:g}",
+             "maxQty": "100000"},
+            {"filterType": "MIN_NOTIONAL", "notional": f"{rule.min_notional:g}"},
+        ],
+    }  # fmt: skip
+
+
+class _FundingRate(msgspec.Struct, gc=False):
+    symbol: str
+    fundingTime: int
+    fundingRate: str
+    markPrice: str = ""
+
+
+_funding_decoder = msgspec.json.Decoder(list[_FundingRate])
+
+
+def decode_funding_rates(symbol: str, body: bytes) -> FundingEvents:
+    """A ``GET /fapi/v1/fundingRate?symbol=…&startTime=…&endTime=…&limit=1000`` body, oldest
+    first::
+
+        [{"symbol": "BTCUSDT", "fundingRate": "0.00010000", "fundingTime": 1765785600000,
+          "markPrice": "89806.80000000"}, ...]
+
+    (``fundingRate`` charged at ``fundingTime``: a long pays it times its notional.) Rows of
+    other symbols or with a non-finite rate are dropped; times must ascend."""
+    try:
+        rows = _funding_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise RestFormatError(f"fundingRate body for {symbol} is not an array: {exc}") from exc
+    rows = [r for r in rows if r.symbol == symbol and math.isfinite(_to_float(r.fundingRate))]
+    times = np.array([r.fundingTime for r in rows], dtype=np.int64)
+    if len(times) > 1 and not (np.diff(times) > 0).all():
+        raise RestFormatError(f"fundingRate for {symbol} is not in ascending time order")
+    rates = np.array([_to_float(r.fundingRate) for r in rows], dtype=np.float64)
+    return FundingEvents(symbol, times, rates)
+
+
+def encode_funding_rates(events: FundingEvents, marks: np.ndarray) -> bytes:
+    return msgspec.json.encode(
+        [
+            {"symbol": events.symbol, "fundingRate": f"{r:.8f}", "fundingTime": int(t),
+             "markPrice": f"{m:.8f}"}
+            for t, r, m in zip(events.time_ms, events.rate, marks, strict=True)
+        ]
+    )  # fmt: skip

@@ -476,26 +476,28 @@ def carry_cards(data, controls: Controls, view: PairView) -> tuple[list[Card], s
     if carry is None:
         return [], "Funding carry: no mark price and funding interval for both legs yet."
     hedge = f"{beta:.4g}" + ("" if p.log_prices else " (β × price of x / price of y)")
+    # A replay or a simulation streams the local exchange's simulated marks and funding.
+    sim = " (simulated)" if data.funding_source == "simulated" else ""
     cards = [
         Card(
-            f"Carry long {y} / short β·{x}",
+            f"Carry long {y} / short β·{x}{sim}",
             f"{carry.long_bps_day:+.2f} bps/day",
             f"funding earned (− paid) per day, in bps of {y}'s notional, against {hedge} of "
             f"{x}'s, if the current rates held: {y} {carry.rate_y * 100:+.4f}% every "
             f"{carry.interval_y_h} h, {x} {carry.rate_x * 100:+.4f}% every {carry.interval_x_h} h",
         ),
         Card(
-            f"Carry short {y} / long β·{x}",
+            f"Carry short {y} / long β·{x}{sim}",
             f"{carry.short_bps_day:+.2f} bps/day",
             "the reverse position: the same carry with the sign flipped",
         ),
         Card(
-            f"Basis {y}",
+            f"Basis {y}{sim}",
             f"{carry.basis_y_bps:+.2f} bps",
             "(mark − index) / index, markPrice stream",
         ),
         Card(
-            f"Basis {x}",
+            f"Basis {x}{sim}",
             f"{carry.basis_x_bps:+.2f} bps",
             "(mark − index) / index, markPrice stream",
         ),

@@ -125,7 +125,9 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
                 "Volume (USDT)", format="%.3e", help="the smaller leg's, over the window"
             ),
             "carry_bps_day": st.column_config.NumberColumn(
-                "Carry (bps/day)",
+                "Carry (bps/day, simulated)"
+                if engine.funding_source == "simulated"
+                else "Carry (bps/day)",
                 format="%+.2f",
                 help="funding earned (− paid) by long y / short β·x per day, in bps of y's "
                 "notional, at the current funding rates (the reverse: the opposite sign); "

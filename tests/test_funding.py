@@ -196,3 +196,93 @@ def test_carry_waits_while_funding_info_is_unreachable_and_appears_once_it_answe
             ingestor.stop()
     # Both legs 0.01 % every 8 h, beta 1: the long pays 3 bps a day, the short receives 3.
     assert pair_carry(ingestor.marks.snapshot(), *symbols, 1.0).long_bps_day == pytest.approx(0)
+
+
+def test_the_rate_charged_at_a_funding_time_is_the_last_one_published_before_it():
+    """Recorded from the stream: an update naming the next funding time closes the previous
+    one at the rate last published before it; a REST history takes precedence."""
+    from backend.records import FundingEvents
+    from backend.state import MarkBook
+
+    h8 = 8 * 3_600_000
+    book = MarkBook()
+
+    def mark(t, rate, next_t):
+        return MarkPrice("BTCUSDT", t, 100.0, 100.0, rate, next_t)
+
+    book.update([mark(h8 - 2_000, 1e-4, h8), mark(h8 - 1_000, 2e-4, h8)])
+    assert not len(book.funding_events("BTCUSDT").time_ms)  # not passed yet
+    book.update([mark(h8 + 1_000, -5e-5, 2 * h8)])
+    events = book.funding_events("BTCUSDT")
+    assert events.time_ms.tolist() == [h8] and events.rate.tolist() == [2e-4]
+    book.add_history(FundingEvents("BTCUSDT", np.array([0, h8]), np.array([3e-4, 2.5e-4])))
+    assert book.funding_events("BTCUSDT").rate.tolist() == [3e-4, 2.5e-4]
+
+
+def test_funding_history_and_lot_rules_come_from_the_local_exchange_as_binance_shapes_them():
+    sim = FundingSim(["BTCUSDT", "ETHUSDT"], intervals_h={"BTCUSDT": 8, "ETHUSDT": 4})
+    h4 = 4 * 3_600_000
+    now = 1_765_000_000_000 // h4 * h4 + 1_000
+    sim.marks(now, {"BTCUSDT": 90_000.0, "ETHUSDT": 3_000.0})
+    published = sim.marks(now + h4 - 2_000, {"BTCUSDT": 90_000.0, "ETHUSDT": 3_000.0})
+    sim.marks(now + h4 + 1_000, {"BTCUSDT": 90_000.0, "ETHUSDT": 3_000.0})
+    eth = sim.history("ETHUSDT", now - 3 * h4, now + h4 + 1_000, 1000)
+    # Every 4 h; the one the exchange lived through carries the last rate it published.
+    assert (np.diff(eth.time_ms) == h4).all() and eth.time_ms[-1] == now - 1_000 + h4
+    assert eth.rate[-1] == published[1].funding_rate
+    again = sim.history("ETHUSDT", now - 3 * h4, now, 1000)
+    np.testing.assert_array_equal(again.rate, eth.rate[: len(again.rate)])  # seeded, stable
+    with LocalExchange(simulator=Simulator(["BTCUSDT", "ETHUSDT"]), history_s=86_400) as ex:
+        rest = RestClient(ex.rest_url)
+        rules = rest.instruments()
+        assert (rules["BTCUSDT"].step, rules["BTCUSDT"].min_notional) == (0.001, 100.0)
+        assert rules["ETHUSDT"].tick == 0.01
+        server_now = rest.server_time_ms()
+        got = rest.funding_rates("BTCUSDT", server_now - 3 * 86_400_000, server_now)
+        assert len(got.time_ms) == 9 and (np.diff(got.time_ms) == 8 * 3_600_000).all()
+        expected = ex.funding.history("BTCUSDT", server_now - 3 * 86_400_000, server_now, 1000)
+        np.testing.assert_array_equal(got.time_ms, expected.time_ms)
+        np.testing.assert_allclose(got.rate, expected.rate, rtol=0, atol=5e-9)  # 8 decimals
+
+
+def test_a_simulated_backtest_pays_the_funding_it_crosses(tmp_path):
+    """End to end: the engine loads lot rules and funding history from the local exchange; a
+    5m backtest over days pays funding at the times it crossed, labelled simulated. The pair
+    S03/S02 (cointegrated by construction; S03 funds every hour, S02 every 4 h: the
+    simulation cycles 8, 8, 4, 1 h over its symbols) crosses many funding times."""
+    from backend.engine import Engine, EngineOptions
+    from backend.pairs import PairParams, live_stats, slow_stats
+
+    symbols = ("BTCUSDT", "ETHUSDT", "S02USDT", "S03USDT")
+    opts = EngineOptions(source="simulate", symbols=symbols, db=str(tmp_path / "m.db"))
+    engine = Engine(opts)
+    try:
+        wait_for(lambda: engine._rules.instruments and not engine._rules.is_alive(), 30,
+                 "lot rules and funding history")  # fmt: skip
+        context = engine.execution_context(("S03USDT", "S02USDT"), "5m")
+        assert context.funding_source == "simulated"
+        assert set(context.instruments) == {"S03USDT", "S02USDT"}
+        assert context.instruments["S03USDT"].min_notional == 5.0
+        assert len(context.funding["S03USDT"].time_ms) >= 7 * 24  # 7 days, every hour
+        wait_for(lambda: len(engine.bars("S03USDT", "5m")) > 900, 30, "5m history")
+        yb, xb = engine.bars("S03USDT", "5m"), engine.bars("S02USDT", "5m")
+        p = PairParams(z_threshold=1.0)
+        slow = slow_stats(yb, xb, p, live_stats(yb, xb, p), context)
+    finally:
+        engine.stop()
+    bt = slow.backtest
+    assert bt.summary.funding_events > 0 and bt.summary.funding_usdt != 0
+    # Each payment: -rate x signed quantity x price, at a funding time inside the trip.
+    trips = bt.trades[bt.trades["funding_usdt"] != 0]
+    assert len(trips)
+    trip = trips.iloc[0]
+    start, end = trip["entry_time"].value // 10**6, trip["exit_time"].value // 10**6
+    expected = 0.0
+    for sym in ("S03USDT", "S02USDT"):
+        f = context.funding[sym]
+        bars = yb if sym == "S03USDT" else xb
+        for t, r in zip(f.time_ms, f.rate, strict=True):
+            if start < t <= end:
+                price = bars.open[np.searchsorted(bars.open_time, t, "right") - 1]
+                expected += -r * trip[f"qty_{sym}"] * price
+    assert trip["funding_usdt"] == pytest.approx(expected, rel=1e-9)

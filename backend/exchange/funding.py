@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from backend.records import MarkPrice
+from backend.records import FundingEvents, MarkPrice
 
 DEFAULT_INTERVAL_H = 8
 INTEREST_PER_8H = 0.0001  # Binance's interest component: 0.01 % per 8 h
@@ -43,6 +43,12 @@ class FundingSim:
         self._sd, self._tau_s = premium_sd, premium_tau_s
         self._premium = self._rng.normal(0.0, premium_sd, len(self.symbols))
         self._t_ms: int | None = None
+        self._seed = seed
+        self._started_ms: int | None = None
+        # Rates settled since the exchange started: the last one published before each
+        # funding time, as Binance charges it.
+        self._settled: dict[str, dict[int, float]] = {s: {} for s in self.symbols}
+        self._pending: dict[str, tuple[int, float]] = {}
 
     def _advance(self, now_ms: int) -> None:
         if self._t_ms is not None and now_ms > self._t_ms:
@@ -64,8 +70,41 @@ class FundingSim:
             rate = self.fixed_rates.get(s, (premium + INTEREST_PER_8H) * hours / 8)
             step = hours * _HOUR_MS
             next_ms = (now_ms // step + 1) * step
+            pending = self._pending.get(s)
+            if pending is not None and pending[0] <= now_ms:
+                self._settled[s][pending[0]] = pending[1]
+            self._pending[s] = (next_ms, rate)
             out.append(MarkPrice(s, now_ms, index * (1 + premium), index, rate, next_ms))
+        if self._started_ms is None:
+            self._started_ms = now_ms
         return out
+
+    def history(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> FundingEvents:
+        """``GET /fapi/v1/fundingRate``: the rates charged at ``symbol``'s funding times in
+        ``[start_ms, end_ms]`` (the earliest ``limit``). Times the exchange lived through
+        carry the rate it published last before them; earlier ones a seeded draw around the
+        interest rate (the same for every request)."""
+        hours = self.intervals_h[symbol]
+        step = hours * _HOUR_MS
+        first = -(-start_ms // step) * step
+        times = np.arange(first, end_ms + 1, step, dtype=np.int64)[: max(0, limit)]
+        settled = self._settled.get(symbol, {})
+        index = self.symbols.index(symbol)
+        rates = np.array(
+            [
+                settled[int(t)] if int(t) in settled else self._past_rate(index, int(t), hours)
+                for t in times
+            ],
+            dtype=np.float64,
+        )
+        return FundingEvents(symbol, times, rates)
+
+    def _past_rate(self, index: int, time_ms: int, hours: int) -> float:
+        symbol = self.symbols[index]
+        if symbol in self.fixed_rates:
+            return self.fixed_rates[symbol]
+        rng = np.random.default_rng((self._seed, index, time_ms // _HOUR_MS))
+        return (float(rng.normal(0.0, self._sd)) + INTEREST_PER_8H) * hours / 8
 
     def funding_info(self) -> list[dict]:
         """``GET /fapi/v1/fundingInfo``: like Binance, only the symbols whose interval (or cap)

@@ -3,8 +3,9 @@ endpoints the client uses, from recorded trades or a simulation, with switchable
 
 One port serves both: WebSocket upgrades on ``/stream?streams=...``, ``/ws/<stream>`` and
 ``/ws`` (+ ``SUBSCRIBE``), also under the routed prefixes ``/market`` and ``/public``; plain HTTP
-``GET /fapi/v1/aggTrades``, ``/fapi/v1/exchangeInfo``, ``/fapi/v1/ticker/24hr`` (all symbols),
-``/fapi/v1/fundingInfo``, ``/fapi/v1/ping`` and ``/fapi/v1/time``; and, every second, the mark-price
+``GET /fapi/v1/aggTrades``, ``/fapi/v1/exchangeInfo`` (with each symbol's lot filters),
+``/fapi/v1/ticker/24hr`` (all symbols), ``/fapi/v1/fundingInfo``, ``/fapi/v1/fundingRate``,
+``/fapi/v1/ping`` and ``/fapi/v1/time``; and, every second, the mark-price
 streams ``<symbol>@markPrice@1s`` and ``!markPrice@arr@1s`` (simulated funding, ``funding.py``).
 
 Trades are *published* on the exchange's clock (the replay's timeline at ``speed``, or as fast as
@@ -32,7 +33,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from backend.exchange.funding import FundingSim
-from backend.exchange.sources import Simulator
+from backend.exchange.sources import Simulator, instrument
 from backend.records import TIMEFRAMES_MS, TRADE_COLUMNS, Bars, TradeBatch
 from backend.resampling import SecondBars
 from backend.rest import AGG_TRADES_MAX_SPAN_MS, AGG_TRADES_WEIGHT, KLINES_MAX_LIMIT, klines_weight
@@ -40,6 +41,8 @@ from backend.wire import (
     ALL_MARKS_STREAM,
     encode_agg_trade,
     encode_combined,
+    encode_funding_rates,
+    encode_instrument,
     encode_mark_price,
     encode_rest_agg_trades,
     encode_rest_klines,
@@ -170,6 +173,14 @@ class _Published:
     def _time_at(self, i: int) -> int:
         cycle, row = divmod(i, self._n)
         return int(self._cols["trade_time_ms"][row]) + cycle * self.time_span_ms
+
+    def price_at(self, t_ms: int) -> float:
+        """The last published price at or before ``t_ms`` (the first one before any), NaN
+        with none published."""
+        if not self.count:
+            return float("nan")
+        i = max(0, self.index_at_time(t_ms + 1) - 1)
+        return float(self.take(np.array([i])).price[0])
 
     def index_at_time(self, t_ms: int, among: int | None = None) -> int:
         """The first of the published trades (or of the first ``among`` trades of the tape)
@@ -423,6 +434,8 @@ class LocalExchange:
             return self._weighed(1, _json_response(HTTPStatus.OK, self._exchange_info()))
         if path == "/fapi/v1/fundingInfo":
             return _json_response(HTTPStatus.OK, self.funding.funding_info())
+        if path == "/fapi/v1/fundingRate":
+            return self._funding_rates(query)
         if path == "/fapi/v1/ticker/24hr" and "symbol" not in query:
             return self._weighed(40, _json_response(HTTPStatus.OK, self._tickers_24hr()))
         if path not in ("/fapi/v1/aggTrades", "/fapi/v1/klines"):
@@ -469,6 +482,23 @@ class LocalExchange:
             klines_weight(limit), _response(HTTPStatus.OK, encode_rest_klines(bars))
         )
 
+    def _funding_rates(self, query: dict[str, list[str]]) -> Response:
+        """``GET /fapi/v1/fundingRate``: without times, the latest ``limit`` (default 100)."""
+        symbol = (query.get("symbol") or [""])[0].upper()
+        if symbol not in self._pub:
+            return _json_response(HTTPStatus.BAD_REQUEST, {"code": -1121, "msg": "Invalid symbol."})
+        try:
+            limit = min(max(int((query.get("limit") or ["100"])[0]), 1), 1000)
+            end = int((query.get("endTime") or [str(self.clock_ms())])[0])
+            hours = self.funding.intervals_h[symbol]
+            start = int((query.get("startTime") or [str(end - limit * hours * 3_600_000)])[0])
+        except ValueError:
+            return _json_response(HTTPStatus.BAD_REQUEST, {"code": -1100, "msg": "Illegal chars."})
+        events = self.funding.history(symbol, start, min(end, self.clock_ms()), limit)
+        pub = self._pub[symbol]
+        marks = np.array([pub.price_at(int(t)) for t in events.time_ms], dtype=np.float64)
+        return _response(HTTPStatus.OK, encode_funding_rates(events, marks))
+
     def _weighed(self, weight: int, response: Response) -> Response:
         """Count the request's weight in this minute and say the total, as Binance does."""
         minute = int(time.time() // 60)
@@ -507,14 +537,14 @@ class LocalExchange:
                 },
             ],
             "symbols": [
-                {
-                    "symbol": s,
-                    "pair": s,
-                    "contractType": "PERPETUAL",
-                    "status": "TRADING",
-                    "baseAsset": s.removesuffix("USDT"),
-                    "quoteAsset": "USDT",
-                }
+                encode_instrument(
+                    instrument(s),
+                    pair=s,
+                    contractType="PERPETUAL",
+                    status="TRADING",
+                    baseAsset=s.removesuffix("USDT"),
+                    quoteAsset="USDT",
+                )
                 for s in self._pub
             ],
         }

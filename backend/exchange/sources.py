@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from backend.records import TradeBatch
+from backend.records import Instrument, TradeBatch
 from backend.trade_files import (  # noqa: F401 - the replay source's loaders, re-exported
     SYNTHETIC_ID_BASE,
     SourceFormatError,
@@ -23,6 +23,15 @@ _SIM_SPECS = {
     "ETHUSDT": (0.01, 0.001, 3_100.0, 20.0),
 }
 _SIM_DEFAULT_SPEC = (0.001, 0.1, 100.0, 5.0)
+# Minimum order notional (USDT) as Binance lists it: 100 for BTCUSDT, 20 for ETHUSDT, 5 most.
+_MIN_NOTIONAL = {"BTCUSDT": 100.0, "ETHUSDT": 20.0}
+
+
+def instrument(symbol: str) -> Instrument:
+    """The local exchange's trading rules for ``symbol`` (``exchangeInfo`` filters): the tick
+    and step the simulation trades on, and Binance's minimum notional."""
+    tick, step, _, _ = _SIM_SPECS.get(symbol, _SIM_DEFAULT_SPEC)
+    return Instrument(symbol, step, step, _MIN_NOTIONAL.get(symbol, 5.0), tick)
 
 
 class Simulator:
