@@ -174,12 +174,13 @@ def _collect(args) -> int:
     rest_url = check_url(args.rest_url, ("http", "https"), "--rest-url")
     picked, top = market_pick(args.symbols)
     symbols = pick_symbols(rest_url, top) if picked else parse_symbols(args.symbols)
-    # The collector stores bars only: no mark-price stream.
+    # The collector stores bars only: no mark-price or book stream.
     cfg = FeedConfig(
         symbols=symbols,
         ws_url=ws_url,
         rest_url=rest_url,
         funding=False,
+        quotes=False,
         keep_1s_s=keep_1s_seconds(args.keep_1s),
     )
     unknown = [] if picked else unknown_symbols(cfg.rest_url, cfg.symbols)

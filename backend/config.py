@@ -123,4 +123,5 @@ class FeedConfig:
     connect_timeout_s: float = 10.0
     rest_timeout_s: float = 10.0
     funding: bool = True  # also stream mark prices and funding rates
+    quotes: bool = True  # also stream the best bid / ask (bookTicker) of the first symbols
     keep_1s_s: int | None = int(DEFAULT_KEEP_1S_H * 3600)  # None: keep every 1s bar

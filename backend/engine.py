@@ -167,7 +167,7 @@ class Engine:
             raise ConfigError(f"{self.db.path} holds no bars yet: start a collector first")
         self.unknown_symbols = [s for s in symbols if s not in stored]
         self.symbols = symbols
-        self.cfg = FeedConfig(symbols=symbols, ws_url="", rest_url="", funding=False)
+        self.cfg = FeedConfig(symbols=symbols, ws_url="", rest_url="", funding=False, quotes=False)
         self.store = StoredBars(symbols)
         self.ingestor = DbPoller(self.store, self.db, keep_1s_seconds(opts.keep_1s_h))
         self.history = self.ingestor.history
@@ -323,8 +323,14 @@ class Engine:
             return ExecutionContext(funding_source=self.funding_source)
         instruments = {s: rules.instruments[s] for s in symbols if s in rules.instruments}
         funding = {s: self.ingestor.marks.funding_events(s) for s in symbols}
+        quotes = {}
+        for s in symbols:
+            newest = self.store.bars(s, timeframe, last=1)
+            if len(newest):
+                quotes[s] = self.ingestor.quotes.bars(s, timeframe, int(newest.open_time[-1]))
+        # Quotes of closed bars are final at their close: the bars' own cache key covers them.
         version = (len(instruments), tuple(len(f.time_ms) for f in funding.values()))
-        return ExecutionContext(instruments, funding, {}, self.funding_source, version)
+        return ExecutionContext(instruments, funding, quotes, self.funding_source, version)
 
     def carry(self, y: str, x: str, beta: float) -> PairCarry | None:
         """Funding carry of long y / short ``beta`` x and the reverse (``pairs.pair_carry``)."""

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 import websocket
 
 from backend.config import MAX_STREAMS_PER_CONNECTION, FeedConfig
+from backend.quotes import QuoteBook
 from backend.rest import AGG_TRADES_LIMIT, RestClient, RestError
 from backend.state import MarkBook, TickStore
 from backend.wire import (
     ALL_MARKS_STREAM,
+    BookTickerDecoder,
     FrameDecoder,
     MarkDecoder,
+    book_stream_name,
     mark_stream_name,
     stream_name,
 )
@@ -37,6 +40,15 @@ _POLL_S = 0.2  # how often an idle reader looks at the stop flag and the ping ti
 MARK_ARRAY_FROM = 50  # from this many symbols on, the all-market mark-price array
 # fundingInfo shares a limit of 500 requests / 5 min / IP: a retry every 10 s stays far below.
 FUNDING_INFO_RETRY_S = 10.0
+# Best bid / ask is recorded for at most this many symbols (the first streamed): BTCUSDT alone
+# sends hundreds of updates a second; the backtest of the others assumes a spread (and says so).
+QUOTE_SYMBOLS_MAX = 20
+
+
+def book_ws_url(ws_url: str) -> str:
+    """Where bookTicker streams are routed: Binance serves them under ``/public`` (aggTrade and
+    markPrice under ``/market``); a base without ``/market`` is used as it is."""
+    return ws_url[: -len("/market")] + "/public" if ws_url.endswith("/market") else ws_url
 
 
 class Backoff:
@@ -444,6 +456,28 @@ class MarkPriceClient(_Connection):
             self._fetch_intervals()
 
 
+class BookTickerClient(_Connection):
+    """Best bid and ask of the first ``QUOTE_SYMBOLS_MAX`` symbols into the quote book, one
+    connection (``<symbol>@bookTicker``, routed under ``/public``)."""
+
+    def __init__(self, symbols: list[str], book: QuoteBook, health: FeedHealth, cfg) -> None:
+        streams = "/".join(book_stream_name(s) for s in symbols)
+        super().__init__("book-ticker", f"{book_ws_url(cfg.ws_url)}/stream?streams={streams}",
+                         health, cfg)  # fmt: skip
+        self._book = book
+        self._decoder = BookTickerDecoder(symbols)
+
+    def _flush(self, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        quotes, skipped = self._decoder.decode(frames)
+        n = len(frames)
+        frames.clear()
+        for q in quotes.values():
+            self._book.ingest(q)
+        self._health.on_frames(n, dict(skipped), None)
+
+
 class _Readiness:
     """``ready(timeout_s)``: can a frame be read without blocking? TLS may hold decrypted bytes
     that poll cannot see, so those are checked first."""
@@ -481,10 +515,16 @@ class Ingestor:
             if cfg.funding
             else None
         )
+        quoted = cfg.symbols[:QUOTE_SYMBOLS_MAX] if cfg.quotes else []
+        self.quotes = QuoteBook(quoted, cfg.keep_1s_s)
+        self.quote_health = FeedHealth()
+        self.quote_client = (
+            BookTickerClient(quoted, self.quotes, self.quote_health, cfg) if quoted else None
+        )
 
     @property
     def _threads(self) -> list[threading.Thread]:
-        extra = [self.mark_client] if self.mark_client is not None else []
+        extra = [c for c in (self.mark_client, self.quote_client) if c is not None]
         return [*self.streams, *extra]
 
     def start(self) -> Ingestor:

@@ -272,7 +272,8 @@ def live_stats(
 class ExecutionContext:
     """What the backtest knows of the market beyond the bars: each symbol's lot rules, the
     funding rates charged at past funding times, the quoted spreads recorded per bar, and
-    where the funding rates come from ("recorded", or "simulated" by the local exchange)."""
+    where the funding rates and quotes come from ("recorded" from Binance, "simulated" by the
+    local exchange, "none")."""
 
     instruments: dict[str, Instrument] = field(default_factory=dict)
     funding: dict[str, FundingEvents] = field(default_factory=dict)

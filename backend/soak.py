@@ -83,6 +83,7 @@ def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
         rest_url=f"http://127.0.0.1:{port}",
         tick_capacity=opts.tick_capacity,
         funding=False,  # the soak measures the trade feed and its bars
+        quotes=False,
     )
     db = open_store(db_path)
     db.claim(symbols)  # the soak is these symbols' writer, as a collector is

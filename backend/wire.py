@@ -514,3 +514,122 @@ def encode_funding_rates(events: FundingEvents, marks: np.ndarray) -> bytes:
             for t, r, m in zip(events.time_ms, events.rate, marks, strict=True)
         ]
     )  # fmt: skip
+
+
+# --- best bid and ask (bookTicker) ---------------------------------------------------------------
+
+
+class _BookEvent(msgspec.Struct, tag_field="e", tag="bookTicker", gc=False):
+    u: int
+    E: int
+    T: int
+    s: str
+    b: str
+    B: str
+    a: str
+    A: str
+
+
+class _BookCombined(msgspec.Struct, gc=False):
+    stream: str
+    data: _BookEvent
+
+
+_book_batch_decoder = msgspec.json.Decoder(list[_BookCombined])
+_book_combined_decoder = msgspec.json.Decoder(_BookCombined)
+_book_raw_decoder = msgspec.json.Decoder(_BookEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class Quotes:
+    """Best bid and ask updates of one symbol, in arrival order."""
+
+    symbol: str
+    time_ms: np.ndarray  # int64: the transaction time (T)
+    bid: np.ndarray
+    ask: np.ndarray
+
+
+class BookTickerDecoder:
+    """``<symbol>@bookTicker`` frames into ``Quotes`` per watched symbol. Binance routes these
+    streams under ``/public`` (aggTrade and markPrice under ``/market``). Combined frame::
+
+        {"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":400900217,
+         "E":1568014460893,"T":1568014460891,"s":"BTCUSDT","b":"25.35190000",
+         "B":"31.21000000","a":"25.36520000","A":"40.66000000"}}
+
+    (``u`` order-book update id, ``E`` event time, ``T`` transaction time, ``b``/``B`` best bid
+    price/quantity, ``a``/``A`` best ask price/quantity.) A raw frame is the ``data`` object.
+    A run of frames decodes in one call; a bad one sends the run frame by frame, skipping and
+    counting only the bad ones (a crossed or non-positive book counts as a bad value)."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self._symbols = frozenset(symbols)
+        self._logged_kinds: set[str] = set()
+
+    def decode(self, frames: list[bytes]) -> tuple[dict[str, Quotes], Counter]:
+        skipped: Counter = Counter()
+        try:
+            events = [c.data for c in _book_batch_decoder.decode(b"[" + b",".join(frames) + b"]")]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            events = []
+            for frame in frames:
+                event = _decode_book_frame(frame)
+                if event is None:
+                    self._skip(skipped, _mark_skip_kind(frame), frame)
+                else:
+                    events.append(event)
+        rows: dict[str, list] = {}
+        for e in events:
+            if e.s not in self._symbols:
+                self._skip(skipped, SKIP_UNKNOWN_SYMBOL, e.s.encode())
+                continue
+            bid, ask = _to_float(e.b), _to_float(e.a)
+            if not (0 < bid <= ask and math.isfinite(ask)):
+                self._skip(skipped, SKIP_BAD_VALUE, e.s.encode())
+                continue
+            rows.setdefault(e.s, []).append((e.T, bid, ask))
+        out = {}
+        for symbol, r in rows.items():
+            t, b, a = zip(*r, strict=True)
+            out[symbol] = Quotes(
+                symbol, np.array(t, np.int64), np.array(b, np.float64), np.array(a, np.float64)
+            )
+        return out, skipped
+
+    def _skip(self, skipped: Counter, kind: str, frame: bytes) -> None:
+        skipped[kind] += 1
+        if kind not in self._logged_kinds and kind != SKIP_CONTROL:
+            self._logged_kinds.add(kind)
+            log.warning("skipping bookTicker %s frame (logged once per kind): %.200r", kind, frame)
+
+
+def _decode_book_frame(frame: bytes) -> _BookEvent | None:
+    try:
+        return _book_combined_decoder.decode(frame).data
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    try:
+        return _book_raw_decoder.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def encode_book_ticker(
+    symbol: str,
+    update_id: int,
+    time_ms: int,
+    bid: float,
+    bid_qty: float,
+    ask: float,
+    ask_qty: float,
+) -> bytes:
+    """The ``data`` object of a bookTicker event, as Binance sends it."""
+    return (
+        f'{{"e":"bookTicker","u":{update_id},"E":{time_ms},"T":{time_ms},"s":"{symbol}",'
+        f'"b":"{bid!r}","B":"{bid_qty!r}","a":"{ask!r}","A":"{ask_qty!r}"}}'
+    ).encode()
+
+
+def book_stream_name(symbol: str) -> str:
+    return f"{symbol.lower()}@bookTicker"

@@ -25,17 +25,19 @@ def period_text(summary) -> str:
     )
 
 
-def costs_text(p, summary, funding_source: str) -> str:
-    """The execution the figure assumed, in one line."""
+def costs_text(p, summary, source: str) -> str:
+    """The execution the figure assumed, in one line; ``source`` of the quotes and funding
+    rates: "recorded", "simulated" (by the local exchange) or "none"."""
+    book = "simulated" if source == "simulated" else "recorded"
     spread = (
-        f"spread crossed at half the recorded book's, {p.assumed_spread_bps:g} bps assumed "
+        f"spread crossed at half the {book} book's, {p.assumed_spread_bps:g} bps assumed "
         f"where none was recorded ({summary.assumed_spread_trips} of the trips)"
         if summary.assumed_spread_trips
-        else "spread crossed at half the recorded book's"
+        else f"spread crossed at half the {book} book's"
     )
     return (
         f"fills at {FILL_TEXT[p.fill]}, fees {p.fee_bps:g} bps a leg a fill, {spread}, "
-        f"{_funding_text(summary, funding_source)}; {p.notional_usdt:,.0f} USDT gross a trade"
+        f"{_funding_text(summary, source)}; {p.notional_usdt:,.0f} USDT gross a trade"
     )
 
 

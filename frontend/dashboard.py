@@ -595,7 +595,7 @@ def analysis_views(data, controls: Controls, yb, xb, live, slow) -> None:
     elif view == "Heatmap":
         heatmap(data, controls)
     elif view == "Table":
-        table = stats_frame(controls, yb, xb, live)
+        table = stats_frame(controls, yb, xb, live, data)
         st.dataframe(table.tail(200).iloc[::-1], hide_index=True)
         st.caption("The whole table: **Download analytics CSV** under Export.")
     elif st.session_state["alerts"]:
@@ -604,9 +604,11 @@ def analysis_views(data, controls: Controls, yb, xb, live, slow) -> None:
         st.caption("No alert has fired yet.")
 
 
-def stats_frame(controls: Controls, yb: Bars, xb: Bars, live) -> pd.DataFrame:
+def stats_frame(controls: Controls, yb: Bars, xb: Bars, live, data=None) -> pd.DataFrame:
+    """The per-bar table; with ``data``, each leg's recorded book per bar too: bid and ask at
+    the close and the time-weighted mean quoted spread (bps; blank where none was recorded)."""
     p = controls.params
-    return an.bar_stats_table(
+    table = an.bar_stats_table(
         live.open_time,
         live.y_close,  # the bars' own closes: exp(log(p)) would print 3139.7799999999997
         live.x_close,
@@ -617,6 +619,15 @@ def stats_frame(controls: Controls, yb: Bars, xb: Bars, live) -> pd.DataFrame:
         p.z_window_bars,
         (controls.y, controls.x),
     )
+    if data is not None:
+        quotes = data.execution_context((controls.y, controls.x), controls.timeframe).quotes
+        for symbol in (controls.y, controls.x):
+            q = quotes.get(symbol)
+            if q is not None and len(q):
+                table[f"{symbol}_bid"] = q.at(live.open_time, q.bid_close)
+                table[f"{symbol}_ask"] = q.at(live.open_time, q.ask_close)
+                table[f"{symbol}_spread_bps"] = q.at(live.open_time, q.spread_mean_bps)
+    return table
 
 
 def _csv_header(controls: Controls) -> str:
@@ -642,7 +653,7 @@ def analytics_csv(engine: Engine, data, controls: Controls) -> bytes:
         if p.path_is_slow:  # the analysis' cached fit when it is for these bars
             slow = cached_slow(engine, data, yb, xb, live, controls, True)
             live = live_stats(yb, xb, p, slow, data.newest_is_open)
-        frame = stats_frame(controls, yb, xb, live)
+        frame = stats_frame(controls, yb, xb, live, data)
         frame["time"] = iso_utc(live.open_time)  # one time format in both files
         return (_csv_header(controls) + frame.to_csv(index=False)).encode()
     except ValueError as exc:

@@ -84,6 +84,23 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
         selection_mode="single-row",
         key="scan_table",
         height=min(640, 35 * (len(shown) + 1) + 3),  # up to 17 rows without scrolling
+        # What a pair is chosen on first; the fit's details after.
+        column_order=(
+            "y",
+            "x",
+            "eg_pvalue",
+            "eg_qvalue",
+            "carry_bps_day",
+            "z",
+            "half_life",
+            "corr",
+            "coint_share",
+            "beta_drift",
+            "hurst",
+            "beta",
+            "alpha",
+            "volume_usdt",
+        ),  # fmt: skip
         column_config={
             "y": st.column_config.TextColumn("Y", help="dependent: the symbol listed first"),
             "x": st.column_config.TextColumn("X", help="hedge"),

@@ -27,7 +27,10 @@ def feed_with_history(ex, opts: HistoryOptions, symbols=SYMBOLS):
     """Stream + backfill + history loader on one store; everything stopped on exit."""
     store = TickStore(symbols)
     ingestor = Ingestor(
-        store, FeedConfig(symbols=symbols, ws_url=ex.ws_url, rest_url=ex.rest_url, funding=False)
+        store,
+        FeedConfig(
+            symbols=symbols, ws_url=ex.ws_url, rest_url=ex.rest_url, funding=False, quotes=False
+        ),
     )
     loader = HistoryLoader(store, ingestor.rest, ingestor.backfiller, opts)
     loader.start()

@@ -30,6 +30,7 @@ def feed_config(ex, **overrides) -> FeedConfig:
         backoff_initial_s=0.05,
         backoff_max_s=0.5,
         funding=False,  # these tests count the trade streams' connections and faults
+        quotes=False,
     )
     base.update(overrides)
     return FeedConfig(**base)

@@ -6,7 +6,9 @@ One port serves both: WebSocket upgrades on ``/stream?streams=...``, ``/ws/<stre
 ``GET /fapi/v1/aggTrades``, ``/fapi/v1/exchangeInfo`` (with each symbol's lot filters),
 ``/fapi/v1/ticker/24hr`` (all symbols), ``/fapi/v1/fundingInfo``, ``/fapi/v1/fundingRate``,
 ``/fapi/v1/ping`` and ``/fapi/v1/time``; and, every second, the mark-price
-streams ``<symbol>@markPrice@1s`` and ``!markPrice@arr@1s`` (simulated funding, ``funding.py``).
+streams ``<symbol>@markPrice@1s`` and ``!markPrice@arr@1s`` (simulated funding, ``funding.py``);
+with every delivery of trades, ``<symbol>@bookTicker`` (a simulated best bid / ask around the
+last trade).
 
 Trades are *published* on the exchange's clock (the replay's timeline at ``speed``, or as fast as
 the connected clients read); REST serves every published trade, the streams deliver them only to
@@ -39,7 +41,9 @@ from backend.resampling import SecondBars
 from backend.rest import AGG_TRADES_MAX_SPAN_MS, AGG_TRADES_WEIGHT, KLINES_MAX_LIMIT, klines_weight
 from backend.wire import (
     ALL_MARKS_STREAM,
+    book_stream_name,
     encode_agg_trade,
+    encode_book_ticker,
     encode_combined,
     encode_funding_rates,
     encode_instrument,
@@ -312,6 +316,10 @@ class LocalExchange:
         self._skip_left = 0
         self._weight: dict[int, int] = {}
         self._junk = itertools.cycle(JUNK_FRAMES)
+        self._book_rng = np.random.default_rng(5)
+        self._book_id = 0
+        # (symbol, time ms, bid, ask) of the recent book updates sent, for tests.
+        self.book_log: deque[tuple[str, int, float, float]] = deque(maxlen=100_000)
         self._wall0: float | None = None  # when a paced replay's clock started
         self.cycle = 0  # the replay's current pass (0-based)
         self.publish_error: str | None = None
@@ -745,8 +753,32 @@ class LocalExchange:
                 self._write(frames, targets)
                 frames, targets = {True: [], False: []}, []
                 self._drop_all()
+        self._book_frames(trades, now_ms, frames, targets)
         self._write(frames, targets)
         await self._drain()
+
+    def _book_frames(self, trades: list, now_ms: int, frames: dict, targets: list) -> None:
+        """A best bid / ask around each symbol's last trade of the delivery, for connections
+        watching its ``@bookTicker`` (a simulated book: the recording has no quotes). The ask
+        is 1 tick above the bid 70 % of the time, 2 ticks 20 %, 3 ticks 10 %."""
+        wanted = {n for sub in self._subs if not sub.silent for n in sub.streams}
+        last = {t.symbol: t for t in trades}
+        for symbol, trade in last.items():
+            stream = book_stream_name(symbol)
+            if stream not in wanted:
+                continue
+            tick = instrument(symbol).tick
+            width = int(self._book_rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1]))
+            below = int(self._book_rng.integers(0, width + 1))
+            bid = max(1, round(trade.price / tick) - below) * tick if tick else trade.price
+            digits = max(0, -int(np.floor(np.log10(tick)))) if tick else 8
+            bid, ask = round(bid, digits), round(bid + width * tick, digits)
+            self._book_id += 1
+            data = encode_book_ticker(symbol, self._book_id, now_ms, bid, 1.0, ask, 1.0)
+            self.book_log.append((symbol, now_ms, bid, ask))
+            frames[True].append(_text_frame(encode_combined(stream, data)))
+            frames[False].append(_text_frame(data))
+            targets.append((stream, len(frames[True]) - 1))
 
     def _write(self, frames: dict[bool, list[bytes]], targets: list[tuple[str, int]]) -> None:
         if not targets:
