@@ -17,10 +17,10 @@ DEFAULT_DB = "market.db"
 # requests at most for the busiest symbols); after a longer one ingestion starts afresh.
 RESUME_MAX_AGE_S = 15 * 60
 MAX_STREAMS_PER_CONNECTION = 200  # Binance's limit; more symbols open more connections
-# The recorded sample shipped beside the project: the default replay.
+# The recorded sample the project carries (data/README.md says where it comes from): the
+# default replay.
 SHARED_SAMPLE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
+    Path(__file__).resolve().parents[1]
     / "data"
     / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
 )

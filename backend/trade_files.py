@@ -1,7 +1,7 @@
 """Trade files: recorded trades and data.binance.vision aggTrades files, parsed and validated.
 
 Used by the replay source and by uploads. Loaders accept the recorded formats in
-``shared/data`` (see its README):
+``data/`` (see its README):
 
 * NDJSON ``{"symbol":"BTCUSDT","ts":"2025-12-15T08:43:15.443Z","price":89806.8,"size":0.002}``
   (no ids, no side: trades are numbered consecutively per symbol and the side follows the tick

@@ -24,7 +24,8 @@ from backend.exchange.server import FaultPlan, LocalExchange
 from backend.records import TRADE_COLUMNS, TradeBatch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("PAIRDASH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# The project's own copy of the recorded samples (data/README.md: their sources).
+SHARED_DATA = Path(os.environ.get("PAIRDASH_SHARED_DATA", ROOT / "data"))
 SAMPLE_DEC = SHARED_DATA / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
 SAMPLE_NOV = SHARED_DATA / "um_futures_trades_BTCUSDT_ETHUSDT_2025-11-01T0950-0954Z.ndjson"
 SPOT_CSV = SHARED_DATA / "spot_BTCUSDT-aggTrades-2026-01-01_first5000.csv"
@@ -32,7 +33,7 @@ SPOT_CSV = SHARED_DATA / "spot_BTCUSDT-aggTrades-2026-01-01_first5000.csv"
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    # The samples ship beside the project for developers and CI; a missing one is an error.
+    # The samples ship with the project; a missing one is an error.
     assert SAMPLE_DEC.is_file(), f"recorded sample missing: {SAMPLE_DEC}"
     return SHARED_DATA
 

@@ -456,3 +456,68 @@ def test_a_db_dashboard_shows_both_collectors_symbols_advancing(
         for proc in collectors:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture
+def basket_dashboard(tmp_path):
+    """Simulated: BTCUSDT/ETHUSDT cointegrated, S02USDT a walk and S03USDT cointegrated with it
+    (funding every hour: the simulation cycles 8, 8, 4, 1 h over its symbols)."""
+    yield from _serve_dashboard(
+        tmp_path, "--source", "simulate", "--symbols", "BTCUSDT,ETHUSDT,S02USDT,S03USDT"
+    )
+
+
+def test_backtest_breakdown_trades_csv_and_a_basket(basket_dashboard):
+    """The Backtest view on 1m: the period it tested, gross to net, and a trades CSV whose
+    fills are the next bar's open in the bars CSV (never the deciding bar), whose fees are
+    5 bps of each filled leg and whose net adds up. Then the basket page on three symbols."""
+    url, _ = basket_dashboard
+    with chromium_page("backtest") as page:
+        page.goto(url)
+        card(page, "Ticks").wait_for(timeout=30_000)
+        page.get_by_test_id("stSidebar").get_by_text("1m", exact=True).click()
+        wait_until(lambda: metric_text(page, "Backtest net") not in (None, "—"), 30, "backtest")
+        view_button(page, "Backtest").click()
+        page.get_by_text("Tested", exact=True).wait_for(timeout=20_000)
+        text = page.inner_text("body")
+        assert re.search(r"Tested \d{4}-\d\d-\d\d \d\d:\d\d → .* UTC \([\d,]+ bars\)", text)
+        assert "fills at the next bar's open, fees 5 bps a leg a fill" in text
+        assert "funding at the simulated rates" in text and "break-even cost" in text
+        with open(download(page, "Download trades CSV")) as fh:
+            header = [next(fh), next(fh)]
+        trades = pd.read_csv(fh.name, comment="#")
+        bars = pd.read_csv(download(page, "Download CSV (1m bars"))
+    assert header[1].startswith("# backtest ") and "simulated" in header[1]
+    closed = trades[trades["closed"]]
+    assert len(closed) >= 3
+
+    def ms(col):  # ISO-8601 UTC times as epoch ms
+        return pd.to_datetime(closed[col], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
+
+    np.testing.assert_array_equal(ms("entry_time") - ms("entry_decided"), 60_000)
+    np.testing.assert_array_equal(ms("exit_time") - ms("exit_decided"), 60_000)
+    opens = {s: g.set_index("open_time")["open"] for s, g in bars.groupby("symbol")}
+    for leg in ("ETHUSDT", "BTCUSDT"):
+        np.testing.assert_allclose(closed[f"entry_{leg}"], opens[leg].loc[ms("entry_time")])
+        np.testing.assert_allclose(closed[f"exit_{leg}"], opens[leg].loc[ms("exit_time")])
+    filled = sum(
+        closed[f"qty_{leg}"].abs() * (closed[f"entry_{leg}"] + closed[f"exit_{leg}"])
+        for leg in ("ETHUSDT", "BTCUSDT")
+    )
+    # 5 bps of each filled notional; the fill prices sit within half the quoted spread.
+    np.testing.assert_allclose(closed["fees_usdt"], 5e-4 * filled, rtol=1e-3)
+    net = closed["gross_usdt"] - closed["fees_usdt"] - closed["spread_usdt"]
+    np.testing.assert_allclose(closed["net_usdt"], net + closed["funding_usdt"], atol=1e-9)
+
+    with chromium_page("basket") as page:
+        page.goto(f"{url}/basket")
+        page.get_by_text("Symbols (3 or 4").wait_for(timeout=30_000)
+        wait_until(lambda: metric_text(page, "Johansen rank"), 60, "the Johansen rank")
+        rank = metric_text(page, "Johansen rank")
+        assert re.fullmatch(r"\d / \d", rank), rank
+        page.get_by_text("Weights (of log prices").wait_for(timeout=20_000)
+        weights = re.search(r"BTCUSDT ([+-][\d.]+) · ETHUSDT ([+-][\d.]+)", page.inner_text("body"))
+        # BTC and ETH are the cointegrated pair: the relation weighs them, not the lone walk.
+        assert weights and abs(float(weights[2])) > 0.5
+        basket_trades = pd.read_csv(download(page, "Download trades CSV"), comment="#")
+    assert {"qty_BTCUSDT", "qty_ETHUSDT", "qty_S02USDT"} <= set(basket_trades)
