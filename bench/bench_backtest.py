@@ -75,7 +75,7 @@ def naive_backtest(t, z, weights, legs, cfg: an.ExecutionConfig) -> float:
         frame[f"o{i}"], frame[f"c{i}"], frame[f"q{i}"] = g.open, g.close, g.quoted_spread_bps
     funding = [dict(zip(g.funding_times_ms.tolist(), g.funding_rates.tolist(), strict=True))
                for g in legs]  # fmt: skip
-    net, pos, pending, qty, entry_t = 0.0, 0, None, None, None
+    net, pos, pending, qty, entry_t, trip = 0.0, 0, None, None, None, 0.0
     prev = None
     for _, row in frame.iterrows():
         if pending is not None:
@@ -91,16 +91,19 @@ def naive_backtest(t, z, weights, legs, cfg: an.ExecutionConfig) -> float:
                 qty = [kind * math.copysign(q, sw) for q, sw in zip(size, [1.0, w], strict=True)]
                 legs_qty = qty
                 entry_t, entry = row["t"], mids
+            if kind != "exit":
+                trip = 0.0  # a trip's net counts once it is closed (as the summary's trips)
             for q, m, s in zip(legs_qty, mids, spreads, strict=True):
                 cross = abs(q) * m * s / 2e4
-                net -= cross + (abs(q) * m + math.copysign(cross, q)) * cfg.fee_bps * 1e-4
+                trip -= cross + (abs(q) * m + math.copysign(cross, q)) * cfg.fee_bps * 1e-4
             if kind == "exit":
-                net += sum(q * (m - e) for q, m, e in zip(qty, mids, entry, strict=True))
+                trip += sum(q * (m - e) for q, m, e in zip(qty, mids, entry, strict=True))
                 for i, q in enumerate(qty):
                     for ft, r in funding[i].items():
                         if entry_t < ft <= row["t"]:
                             bar = frame.index[frame["t"] <= ft][-1]
-                            net -= r * q * frame.at[bar, f"o{i}"]
+                            trip -= r * q * frame.at[bar, f"o{i}"]
+                net += trip
                 pos = 0
             else:
                 pos = kind

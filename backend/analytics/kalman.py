@@ -148,8 +148,8 @@ def kalman_path(
     memo=None,
 ) -> KalmanPath:
     """The walk-forward path of the module docstring. ``memo`` (a mapping, optional) keeps
-    each block's fit under a key of its bars, so a caller refitting as bars arrive fits only
-    new blocks."""
+    each block's fit, and each whole block's states, under a key of its bars: a caller running
+    this as bars arrive fits only new blocks and filters only the newest."""
     ya, xa = _pair(y, x)
     n = len(ya)
     beta, alpha, phi = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
@@ -166,9 +166,16 @@ def kalman_path(
             if memo is not None:
                 memo[key] = fit
         fit = KalmanFit(start, fit.log_q_beta, fit.log_q_s, fit.phi, fit.loglike)
-        states = _SpreadModel(ya[lo:stop], xa[lo:stop]).predict(fit.params)
-        beta[start:stop] = states[1, fit_bars:]
-        alpha[start:stop] = states[0, fit_bars:]
+        # A whole block's states never change either: only the newest block is filtered anew.
+        whole = stop < n
+        states_key = ("kalman-states", _digest(ya[lo:stop], xa[lo:stop])) if whole else None
+        states = memo.get(states_key) if memo is not None and whole else None
+        if states is None:
+            states = _SpreadModel(ya[lo:stop], xa[lo:stop]).predict(fit.params)[:, fit_bars:]
+            if memo is not None and whole:
+                memo[states_key] = states
+        beta[start:stop] = states[1]
+        alpha[start:stop] = states[0]
         phi[start:stop] = fit.phi
         fits.append(fit)
     return KalmanPath(beta, alpha, phi, tuple(fits))
