@@ -5,16 +5,19 @@ One spread for everything, walk-forward by default (the README repeats this):
 
 * **hedge ratio path** ``(beta_t, alpha_t)``: for each bar ``t``, fitted on the ``lookback_bars``
   bars *before* it (OLS in closed form; Huber / Theil-Sen refitted every
-  ``ceil(lookback / 20)`` bars, each fit from the window ending before the first bar it is used
-  for; Kalman: the filter's one-step-ahead prediction with maximum-likelihood noise). So
-  ``spread_t = y_t - (alpha_t + beta_t x_t)`` uses no bar at or after ``t`` for its hedge;
+  ``ceil(lookback / 20)`` bars at fixed UTC times, each fit from the ``lookback_bars`` bars
+  before its boundary; Kalman: the one-step-ahead prediction of ``analytics.kalman``, refitted
+  in anchored blocks). So ``spread_t = y_t - (alpha_t + beta_t x_t)`` uses no bar at or after
+  ``t`` for its hedge, and no past bar's hedge moves when bars arrive or the window slides;
 * **hindsight** (an option, labelled so): one ``beta, alpha`` from the latest ``lookback_bars``
-  bars applied to every bar shown, bars before the window included;
+  closed bars applied to every bar shown (the Kalman: its smoother);
 * **z-score**: trailing ``z_window_bars`` mean and sample std of that spread (current bar in);
+  decisions (the z card, alerts, the backtest) take the last *closed* bar's;
 * **correlation**: trailing ``corr_window_bars`` Pearson correlation of log returns (or prices);
-* ADF, half-life, Engle-Granger and the backtest use *closed* bars only: the spread's last
-  ``lookback_bars`` closed bars (ADF, half-life), the series' (Engle-Granger), and every closed
-  bar shown (backtest, trading the same z as the chart, at each bar's close).
+* the spread's ADF (on the two-variable Engle-Granger table), half-life (only where that ADF
+  rejects at 5 %), Engle-Granger and the backtest use *closed* bars only: the spread's last
+  ``lookback_bars`` closed bars, the series', and the closed bars shown from an anchored start
+  (the backtest, executed as ``analytics.execution`` says, on the same z as the chart).
 """
 
 from __future__ import annotations

@@ -236,3 +236,15 @@ def card_values(markup: str) -> dict[str, str]:
     """Label -> value of the figure cards in a page's HTML (frontend/cards.py), read as a
     user reads them: unescaped text."""
     return {html.unescape(k): html.unescape(v) for k, v in _CARD.findall(markup)}
+
+
+def basket_levels(seed: int, n: int = 1_500, walk_sd: float = 1e-3) -> np.ndarray:
+    """Three log prices with one known cointegrating relation: z = 0.1 + 0.5 a + 0.3 b + u,
+    a and b random walks, u an AR(1) (phi 0.9); columns z, a, b: weights [1, -0.5, -0.3]."""
+    rng = np.random.default_rng(seed)
+    a = 4 + np.cumsum(rng.normal(0, walk_sd, n))
+    b = 7 + np.cumsum(rng.normal(0, walk_sd, n))
+    u = np.zeros(n)
+    for t in range(1, n):
+        u[t] = 0.9 * u[t - 1] + rng.normal(0, 5e-4)
+    return np.column_stack([0.1 + 0.5 * a + 0.3 * b + u, a, b])

@@ -12,7 +12,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.stattools import adfuller, coint
 
 from backend import analytics as an
-from tests.conftest import reference_bars
+from tests.conftest import basket_levels, reference_bars
 
 
 @pytest.fixture(scope="module")
@@ -556,22 +556,11 @@ def test_cluster_order_puts_each_correlated_group_together():
     assert an.cluster_order(corr.iloc[:2, :2]) == list(corr.columns[:2])
 
 
-def _basket(seed, n=1_500):
-    """z = 0.5 a + 0.3 b + an AR(1): one cointegrating relation among three log prices."""
-    rng = np.random.default_rng(seed)
-    a = 4 + np.cumsum(rng.normal(0, 1e-3, n))
-    b = 7 + np.cumsum(rng.normal(0, 1e-3, n))
-    u = np.zeros(n)
-    for t in range(1, n):
-        u[t] = 0.9 * u[t - 1] + rng.normal(0, 5e-4)
-    return np.column_stack([0.1 + 0.5 * a + 0.3 * b + u, a, b])
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_johansen_finds_the_one_relation_of_a_basket_and_its_weights(seed):
     from statsmodels.tsa.vector_ar.vecm import coint_johansen
 
-    levels = _basket(seed)
+    levels = basket_levels(seed)
     got = an.johansen(levels)
     ref = coint_johansen(levels, 0, 1)
     np.testing.assert_allclose(got.trace, ref.lr1)

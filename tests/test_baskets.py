@@ -10,19 +10,15 @@ from statsmodels.tsa.vector_ar.vecm import coint_johansen
 from backend.baskets import basket_stats, needs
 from backend.pairs import PairParams
 from backend.records import Bars
+from tests.conftest import basket_levels
 
 T0 = 1_765_000_000_000 - 1_765_000_000_000 % 3_600_000
 
 
 def basket_bars(n=1_500, seed=1):
-    """z = exp(0.1 + 0.5 log a + 0.3 log b + AR(1)): one cointegrating relation, known
-    weights [1, -0.5, -0.3] on log prices; 1m bars (open = previous close)."""
-    rng = np.random.default_rng(seed)
-    a = 4 + np.cumsum(rng.normal(0, 4e-3, n))
-    b = 7 + np.cumsum(rng.normal(0, 4e-3, n))
-    u = np.zeros(n)
-    for t in range(1, n):
-        u[t] = 0.9 * u[t - 1] + rng.normal(0, 5e-4)
+    """The conftest basket (weights [1, -0.5, -0.3] on log prices) as 1m bars, open = the
+    previous close; walks of 4e-3 a bar, so that 300 bars pin the weights down."""
+    levels = basket_levels(seed, n, walk_sd=4e-3)
     t = T0 + np.arange(n) * 60_000
     ones = np.ones(n)
 
@@ -43,7 +39,7 @@ def basket_bars(n=1_500, seed=1):
             ones,
         )
 
-    return [bars("ZZZUSDT", 0.1 + 0.5 * a + 0.3 * b + u), bars("AAAUSDT", a), bars("BBBUSDT", b)]
+    return [bars(s, levels[:, i]) for i, s in enumerate(("ZZZUSDT", "AAAUSDT", "BBBUSDT"))]
 
 
 P = PairParams(lookback_bars=300, z_window_bars=60, z_threshold=2.0)
