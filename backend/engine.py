@@ -323,14 +323,25 @@ class Engine:
             return ExecutionContext(funding_source=self.funding_source)
         instruments = {s: rules.instruments[s] for s in symbols if s in rules.instruments}
         funding = {s: self.ingestor.marks.funding_events(s) for s in symbols}
+        version = self.execution_version(symbols)
         quotes = {}
         for s in symbols:
             newest = self.store.bars(s, timeframe, last=1)
             if len(newest):
                 quotes[s] = self.ingestor.quotes.bars(s, timeframe, int(newest.open_time[-1]))
-        # Quotes of closed bars are final at their close: the bars' own cache key covers them.
-        version = (len(instruments), tuple(len(f.time_ms) for f in funding.values()))
         return ExecutionContext(instruments, funding, quotes, self.funding_source, version)
+
+    def execution_version(self, symbols) -> tuple:
+        """Changes when the lot rules or the funding charged of ``symbols`` do: a cache key,
+        cheap to ask every refresh. Quotes of closed bars are final at their close, which the
+        bars' own key covers."""
+        rules = getattr(self, "_rules", None)
+        if rules is None:
+            return ()
+        return (
+            sum(s in rules.instruments for s in symbols),
+            self.ingestor.marks.funding_count(symbols),
+        )
 
     def carry(self, y: str, x: str, beta: float) -> PairCarry | None:
         """Funding carry of long y / short ``beta`` x and the reverse (``pairs.pair_carry``)."""

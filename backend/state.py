@@ -581,6 +581,11 @@ class MarkBook:
             for t, r in zip(events.time_ms.tolist(), events.rate.tolist(), strict=True):
                 charged[int(t)] = float(r)
 
+    def funding_count(self, symbols) -> int:
+        """How many funding charges are known for ``symbols`` (changes when one is added)."""
+        with self._lock:
+            return sum(len(self._charged.get(s, ())) for s in symbols)
+
     def funding_events(self, symbol: str) -> FundingEvents:
         with self._lock:
             charged = sorted(self._charged.get(symbol, {}).items())

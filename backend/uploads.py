@@ -222,6 +222,9 @@ class UploadedData:
     newest_is_open = False  # every bar of a file is closed
     funding_source = "none"  # files carry no funding or marks
 
+    def execution_version(self, symbols) -> tuple:
+        return ()
+
     def execution_context(self, symbols, timeframe: str) -> ExecutionContext:
         """Files hold bars only: no lot rules, quotes or funding (the backtest says so)."""
         return ExecutionContext(funding_source="none")

@@ -66,10 +66,15 @@ def basket_figures(engine, symbols: tuple[str, ...], timeframe: str, p: PairPara
     if any(not len(b) for b in bars):
         st.info("Waiting for bars of every symbol.")
         return
-    context = engine.execution_context(symbols, timeframe)
     newest = min(int(b.open_time[-1]) for b in bars)
-    key = ("basket", symbols, timeframe, p, newest, context.version)
-    stats = engine.cached(key, lambda: basket_stats(bars, p, context, engine.newest_is_open))
+    key = ("basket", symbols, timeframe, p, newest, engine.execution_version(symbols))
+
+    def compute():
+        context = engine.execution_context(symbols, timeframe)  # only when not cached
+        return basket_stats(bars, p, context, engine.newest_is_open)
+
+    stats = engine.cached(key, compute)
+    source = engine.funding_source
     have, need = len(stats.open_time), needs(p)
     if have < need:
         st.info(
@@ -78,11 +83,11 @@ def basket_figures(engine, symbols: tuple[str, ...], timeframe: str, p: PairPara
             "before its first refit, then the z window)."
         )
     tf_s = TIMEFRAMES_MS[timeframe] / 1000
-    st.html(cards_html(_cards(stats, p, tf_s, context.funding_source), _note(stats, p, tf_s)))
+    st.html(cards_html(_cards(stats, p, tf_s, source), _note(stats, p, tf_s)))
     _johansen_table(stats)
     shown = slice(-min(600, len(stats.open_time)), None)
     st.plotly_chart(charts.basket_chart(stats, shown, p), key="basket_chart", config=charts.CONFIG)
-    backtest_view.breakdown(stats, p, context.funding_source, tf_s)
+    backtest_view.breakdown(stats, p, source, tf_s)
     backtest_view.trades_table(stats)
     header = (
         f"# basket {'/'.join(symbols)}, {timeframe} bars; Johansen weights refitted "
@@ -90,7 +95,7 @@ def basket_figures(engine, symbols: tuple[str, ...], timeframe: str, p: PairPara
     )
     st.download_button(
         "Download trades CSV",
-        lambda: backtest_view.trades_csv(stats, header, p, context.funding_source),
+        lambda: backtest_view.trades_csv(stats, header, p, source),
         file_name=f"trades_basket_{'_'.join(symbols)}_{timeframe}.csv",
         mime="text/csv",
         key="download_basket_trades",

@@ -462,8 +462,8 @@ def analysis(engine: Engine, data, controls: Controls) -> None:
     if view.live is None:
         return
     carry, carry_note = carry_cards(data, controls, view)
-    source = data.execution_context((controls.y, controls.x), controls.timeframe).funding_source
-    figures(view.live, view.slow, controls.params, controls.timeframe, carry, carry_note, source)
+    p, tf = controls.params, controls.timeframe
+    figures(view.live, view.slow, p, tf, carry, carry_note, data.funding_source)
     fire_alerts(view.live, view.yb, view.xb, controls)
 
 
@@ -577,15 +577,14 @@ def analysis_views(data, controls: Controls, yb, xb, live, slow) -> None:
         if slow is None:
             st.caption("The backtest runs with the ADF: press 'Run ADF now' (sidebar).")
         else:
-            context = data.execution_context((controls.y, controls.x), controls.timeframe)
             tf_s = TIMEFRAMES_MS[controls.timeframe] / 1000
-            backtest_view.breakdown(slow, p, context.funding_source, tf_s)
+            backtest_view.breakdown(slow, p, data.funding_source, tf_s)
             show_chart("equity", controls, version, lambda: charts.equity_chart(live, slow, shown))
             backtest_view.trades_table(slow)
             st.download_button(
                 "Download trades CSV",
                 lambda: backtest_view.trades_csv(
-                    slow, _csv_header(controls), p, context.funding_source
+                    slow, _csv_header(controls), p, data.funding_source
                 ),
                 file_name=f"trades_{controls.y}_{controls.x}_{controls.timeframe}.csv",
                 mime="text/csv",
@@ -675,12 +674,17 @@ def cached_slow(engine: Engine, data, yb, xb, live, controls: Controls, force: b
     request = st.session_state.get("adf_request") if on_demand else None
     if on_demand and request is None:
         return None
-    context = data.execution_context((controls.y, controls.x), controls.timeframe)
+    pair = (controls.y, controls.x)
     key = (
-        getattr(data, "key", "live"), controls.timeframe, controls.y, controls.x, p,
-        first, last_closed, request if on_demand else None, context.version,
+        getattr(data, "key", "live"), controls.timeframe, *pair, p, first, last_closed,
+        request if on_demand else None, data.execution_version(pair),
     )  # fmt: skip
-    return engine.cached(key, lambda: slow_stats(yb, xb, p, live, context, engine.fit_memo))
+
+    def compute():
+        context = data.execution_context(pair, controls.timeframe)  # only when not cached
+        return slow_stats(yb, xb, p, live, context, engine.fit_memo)
+
+    return engine.cached(key, compute)
 
 
 def chart_version(controls: Controls, *bars: Bars) -> tuple:
