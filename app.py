@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from backend import options
 from backend.config import (
     DEFAULT_KEEP_1S_H,
     DEFAULT_REST_URL,
@@ -47,28 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ws-url", default=env("PAIRDASH_WS_URL", DEFAULT_WS_URL))
     parser.add_argument("--rest-url", default=env("PAIRDASH_REST_URL", DEFAULT_REST_URL))
     # Without --db: market.db for live data, market-replay.db / market-simulate.db otherwise.
-    parser.add_argument("--db", default=env("PAIRDASH_DB", ""))
+    parser.add_argument("--db", type=options.DB, default=env("PAIRDASH_DB") or None)
     parser.add_argument("--replay-files", nargs="*", default=[])
     parser.add_argument(
-        "--replay-speed", type=float, default=float(env("PAIRDASH_REPLAY_SPEED", "1.0"))
+        "--replay-speed",
+        type=options.REPLAY_SPEED,
+        default=env("PAIRDASH_REPLAY_SPEED", "1.0"),
     )
     parser.add_argument(
         "--replay-history",
-        type=float,
+        type=options.REPLAY_HISTORY_S,
         default=None,
         metavar="SECONDS",
         help="the recording's first SECONDS are served as history (default: all but its last hour)",
     )
     parser.add_argument(
-        "--history-bars", type=int, default=int(env("PAIRDASH_HISTORY_BARS", "1000"))
+        "--history-bars", type=options.HISTORY_BARS, default=env("PAIRDASH_HISTORY_BARS", "1000")
     )
     parser.add_argument(
-        "--history-1s", type=float, default=float(env("PAIRDASH_HISTORY_1S", "900"))
+        "--history-1s", type=options.HISTORY_1S_S, default=env("PAIRDASH_HISTORY_1S", "900")
     )
     parser.add_argument(
         "--keep-1s",
-        type=float,
-        default=float(env("PAIRDASH_KEEP_1S", str(DEFAULT_KEEP_1S_H))),
+        type=options.KEEP_1S_H,
+        default=env("PAIRDASH_KEEP_1S", str(DEFAULT_KEEP_1S_H)),
         metavar="HOURS",
         help="1s bars kept in memory (older ones stay as 1m/5m bars and in the database; "
         "0 keeps all)",
@@ -77,14 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_options(argv: list[str]) -> EngineOptions:
-    args = build_parser().parse_args(argv)
+    """The engine's options from ``argv`` (and PAIRDASH_* variables); a bad one is a
+    ``ConfigError`` naming it, in one line."""
+    if (bad := options.check_argv(argv)) is not None:
+        raise ConfigError(bad)
+    try:
+        args = build_parser().parse_args(argv)
+    except argparse.ArgumentError as exc:
+        raise ConfigError(str(exc)) from None
     if args.help:
         raise HelpRequested
-    keep_1s_seconds(args.keep_1s)  # a bad value fails here, in one line
+    keep_1s_seconds(args.keep_1s)  # 0, or at least 5 minutes: one line
     if args.replay_files:
         check_files(args.replay_files)
-    if args.history_bars < 0 or args.history_1s < 0 or (args.replay_history or 0) < 0:
-        raise ConfigError("--history-bars, --history-1s and --replay-history must be >= 0")
     picked, _ = market_pick(args.symbols)
     if picked and args.source != "live":
         raise ConfigError(
@@ -96,7 +104,7 @@ def parse_options(argv: list[str]) -> EngineOptions:
         symbols=(args.symbols.strip().lower(),) if picked else tuple(parse_symbols(args.symbols)),
         ws_url=check_url(args.ws_url, ("ws", "wss"), "--ws-url"),
         rest_url=check_url(args.rest_url, ("http", "https"), "--rest-url"),
-        db=args.db,
+        db=args.db or "",
         replay_files=tuple(args.replay_files),
         replay_speed=args.replay_speed,
         replay_history_s=args.replay_history,

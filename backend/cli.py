@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 
+from backend import options
 from backend.config import (
     DEFAULT_DB,
     DEFAULT_KEEP_1S_H,
@@ -37,27 +38,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive(kind, strict: bool = False):
-    def parse(text: str):
-        value = kind(text)
-        if value < 0 or (strict and value == 0):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} 0, got {text}")
-        return value
-
-    return parse
-
-
 def _history_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history-bars",
-        type=_positive(int),
+        type=options.HISTORY_BARS,
         default=1000,
         metavar="N",
         help="1m and 5m klines loaded at start, per timeframe (0 = none)",
     )
     parser.add_argument(
         "--history-1s",
-        type=_positive(float),
+        type=options.HISTORY_1S_S,
         default=900.0,
         metavar="SECONDS",
         help="1s bars built from aggregate trades at start, from the 5-minute boundary this far "
@@ -80,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--ws-url", default=DEFAULT_WS_URL)
     c.add_argument("--rest-url", default=DEFAULT_REST_URL)
-    c.add_argument("--db", default=DEFAULT_DB)
-    c.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
+    c.add_argument("--db", type=options.DB, default=DEFAULT_DB)
+    c.add_argument("--duration", type=options.DURATION_S, default=None, metavar="SECONDS")
     c.add_argument(
-        "--flush-interval", type=_positive(float, strict=True), default=2.0, metavar="SECONDS"
+        "--flush-interval", type=options.FLUSH_INTERVAL_S, default=2.0, metavar="SECONDS"
     )
     c.add_argument(
         "--resume-max-age",
-        type=_positive(float),
+        type=options.RESUME_MAX_AGE_S,
         default=RESUME_MAX_AGE_S,
         metavar="SECONDS",
         help="resume exactly (backfilling the outage) if the last save is at most this old",
@@ -95,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _history_flags(c)
     c.add_argument(
         "--keep-1s",
-        type=_positive(float),
+        type=options.KEEP_1S_H,
         default=DEFAULT_KEEP_1S_H,
         metavar="HOURS",
         help="1s bars kept in memory (the database keeps all; 0 keeps all in memory too)",
@@ -104,23 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser(
         "soak", help="local exchange + collector at a fixed rate; reports each minute"
     )
-    k.add_argument("--minutes", type=_positive(float), default=30.0)
-    k.add_argument("--rate", type=_positive(float), default=1_000.0, help="messages per second")
-    k.add_argument("--db", default=None, help="SQLite file (default: a temporary one)")
-    k.add_argument("--report-every", type=_positive(float), default=60.0, metavar="SECONDS")
+    k.add_argument("--minutes", type=options.SOAK_MINUTES, default=30.0)
+    k.add_argument("--rate", type=options.SOAK_RATE, default=1_000.0, help="messages per second")
+    k.add_argument(
+        "--db", type=options.DB, default=None, help="SQLite file (default: a temporary one)"
+    )
+    k.add_argument("--report-every", type=options.REPORT_EVERY_S, default=60.0, metavar="SECONDS")
 
     s = sub.add_parser("serve", help="run the local Binance-compatible exchange")
     s.add_argument("--source", choices=["replay", "simulate"], default="replay")
     s.add_argument("--files", nargs="*", default=None, help="NDJSON / aggTrades CSV to replay")
     s.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="simulated symbols")
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=_positive(int), default=0, help="0 picks a free port")
-    s.add_argument("--speed", type=_positive(float), default=1.0, help="0 = as fast as possible")
-    s.add_argument("--duration", type=_positive(float), default=None, metavar="SECONDS")
+    s.add_argument("--seed", type=options.SEED, default=7)
+    s.add_argument("--host", type=options.HOST, default="127.0.0.1")
+    s.add_argument("--port", type=options.PORT, default=0, help="0 picks a free port")
+    s.add_argument(
+        "--speed", type=options.REPLAY_SPEED, default=1.0, help="0 = as fast as possible"
+    )
+    s.add_argument("--duration", type=options.DURATION_S, default=None, metavar="SECONDS")
     s.add_argument(
         "--history",
-        type=_positive(float),
+        type=options.SIM_HISTORY_S,
         default=None,
         metavar="SECONDS",
         help="replay: the recording's first SECONDS are history (REST only), streaming starts "
@@ -128,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--cycles",
-        type=_positive(int),
+        type=options.CYCLES,
         default=1,
         help="replay the recording N times, ids and times moving on each pass (0 = forever)",
     )
@@ -143,14 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
         ("--rest-418", "answer the first N aggTrades requests with 418"),
         ("--rest-5xx", "answer the first N aggTrades requests with 503"),
     ):
-        s.add_argument(flag, type=_positive(int), default=0, help=help_text)
+        s.add_argument(flag, type=options.FAULT_COUNT, default=0, help=help_text)
     s.add_argument("--rest-down", action="store_true", help="every REST request fails")
-    s.add_argument("--max-connection-age", type=_positive(float), default=0.0, metavar="SECONDS")
+    s.add_argument(
+        "--max-connection-age", type=options.CONNECTION_AGE_S, default=0.0, metavar="SECONDS"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if (bad := options.check_argv(argv)) is not None:
+        parser.error(bad)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -202,15 +202,15 @@ def _collect(args) -> int:
 def _soak(args) -> int:
     from backend.soak import SoakOptions, run_soak
 
-    if args.rate <= 0:
-        raise ConfigError("--rate must be > 0")
     opts = SoakOptions(
         minutes=args.minutes,
         rate_msgs_per_s=args.rate,
         db=args.db,
         report_every_s=args.report_every,
     )
-    return run_soak(opts)
+    stop = threading.Event()
+    stop_on_signals(stop)  # SIGTERM / SIGINT end the soak with its last report
+    return run_soak(opts, stop=stop)
 
 
 def _serve(args) -> int:
@@ -252,7 +252,10 @@ def _serve(args) -> int:
     )
     stop = threading.Event()
     stop_on_signals(stop)  # before the port is printed: whoever reads it may signal at once
-    port = exchange.start()
+    try:
+        port = exchange.start()
+    except OSError as exc:
+        raise ConfigError(str(exc)) from None
     print(f"LOCAL_EXCHANGE_PORT={port}", flush=True)
     print(f"ws-url {exchange.ws_url}  rest-url {exchange.rest_url}", flush=True)
     stop.wait(args.duration)

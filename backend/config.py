@@ -85,6 +85,8 @@ def parse_symbols(text: str | list[str] | tuple[str, ...]) -> list[str]:
 
 
 def check_url(url: str, schemes: tuple[str, ...], flag: str) -> str:
+    if not url.isprintable() or any(ch.isspace() for ch in url):
+        raise ConfigError(f"{flag} holds a space or a control character: {url!r}")
     if not any(url.startswith(s + "://") for s in schemes):
         raise ConfigError(
             f"{flag} must start with {' or '.join(s + '://' for s in schemes)}: {url!r}"

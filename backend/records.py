@@ -7,6 +7,20 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 TIMEFRAMES_MS: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+# No listed contract trades near these (BTC ~1e5 USDT, the largest quantities ~1e9): a value
+# beyond is a corrupt row, refused or skipped wherever prices and sizes come in.
+MAX_PRICE = 1e9
+MAX_QTY = 1e12
+
+
+def sane_price_qty(price, qty):
+    """Where ``price`` and ``qty`` (scalars or arrays) are finite, positive and within
+    ``MAX_PRICE`` / ``MAX_QTY``."""
+    import numpy as np
+
+    p, q = np.asarray(price, dtype=np.float64), np.asarray(qty, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (p > 0) & (p <= MAX_PRICE) & (q > 0) & (q <= MAX_QTY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,14 +69,28 @@ def start_exchange(speed: float) -> tuple[subprocess.Popen, int]:
     return proc, int(line.split("=")[1])
 
 
-def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
-    speed = replay_speed(opts.rate_msgs_per_s)
-    exchange, port = start_exchange(speed)
+def run_soak(opts: SoakOptions, out=sys.stdout, stop: threading.Event | None = None) -> int:
+    """The soak of ``opts``; ``stop`` (set by a signal) ends it early, with its last report."""
     tmp = None
     if opts.db is None:
         tmp = tempfile.TemporaryDirectory(prefix="soak-")
     db_path = opts.db or str(Path(tmp.name) / "soak.db")
     symbols = ["BTCUSDT", "ETHUSDT"]
+    try:  # the store first: a bad --db fails before any process starts
+        db = open_store(db_path)
+    except BaseException:
+        if tmp is not None:
+            tmp.cleanup()
+        raise
+    try:
+        db.claim(symbols)  # the soak is these symbols' writer, as a collector is
+        speed = replay_speed(opts.rate_msgs_per_s)
+        exchange, port = start_exchange(speed)
+    except BaseException:
+        db.close()
+        if tmp is not None:
+            tmp.cleanup()
+        raise
     cfg = FeedConfig(
         symbols=symbols,
         ws_url=f"ws://127.0.0.1:{port}/market",
@@ -85,12 +99,10 @@ def run_soak(opts: SoakOptions, out=sys.stdout) -> int:
         funding=False,  # the soak measures the trade feed and its bars
         quotes=False,
     )
-    db = open_store(db_path)
-    db.claim(symbols)  # the soak is these symbols' writer, as a collector is
     store = TickStore(symbols, opts.tick_capacity)
     ingestor = Ingestor(store, cfg).start()
     flusher = BarFlusher(store, db)
-    stop = threading.Event()
+    stop = stop or threading.Event()
     started = time.monotonic()
     end = started + opts.minutes * 60
     next_report = started + opts.report_every_s

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from urllib.parse import unquote
 
 import psycopg
 
@@ -90,6 +91,13 @@ def is_postgres_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
+def _secrets(url: str) -> list[str]:
+    """The password of a libpq URL as written and percent-decoded (longest first)."""
+    found = re.findall(r"://[^/@:]*:([^@/]*)@", url) + re.findall(r"[?&]password=([^&]*)", url)
+    forms = {f for p in found if p for f in (p, unquote(p), unquote(p).strip())}
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
 def redact(url: str) -> str:
     """The URL without its password (in the authority or as a ``password=`` parameter)."""
     url = re.sub(r"(://[^/@:]*):[^@/]*@", r"\1@", url)
@@ -113,7 +121,7 @@ class PgBarStore:
             self._migrate()
         except psycopg.Error as exc:
             self._conn.close()
-            raise StorageError(_explain(exc, self.path)) from exc
+            raise StorageError(_explain(exc, self.path, self.url)) from exc
 
     def _connect(self, role: str = "store") -> psycopg.Connection:
         host, pid = collector_id()
@@ -125,7 +133,7 @@ class PgBarStore:
                 application_name=f"pairdash {role} {host}:{pid}",  # pg_stat_activity says who
             )
         except psycopg.Error as exc:
-            raise StorageError(_explain(exc, self.path)) from exc
+            raise StorageError(_explain(exc, self.path, self.url)) from exc
 
     def _migrate(self) -> None:
         with self._conn.transaction(), self._conn.cursor() as cur:
@@ -151,9 +159,9 @@ class PgBarStore:
                 return work(self._conn)
             except psycopg.OperationalError as exc:
                 self._conn.close()
-                raise StorageError(_explain(exc, self.path)) from exc
+                raise StorageError(_explain(exc, self.path, self.url)) from exc
             except psycopg.Error as exc:
-                raise StorageError(_explain(exc, self.path)) from exc
+                raise StorageError(_explain(exc, self.path, self.url)) from exc
 
     def upsert(
         self,
@@ -236,7 +244,7 @@ class PgBarStore:
         try:
             self._take(self._claims, symbols)
         except psycopg.Error as exc:
-            raise StorageError(_explain(exc, self.path)) from exc
+            raise StorageError(_explain(exc, self.path, self.url)) from exc
         self._claimed = list(dict.fromkeys([*self._claimed, *symbols]))
 
     def check_claims(self) -> bool:
@@ -300,9 +308,13 @@ class PgBarStore:
                     conn.close()
 
 
-def _explain(exc: psycopg.Error, where: str) -> str:
-    """One line for the user; libpq's own text names the host, never the password."""
+def _explain(exc: psycopg.Error, where: str, url: str = "") -> str:
+    """One line for the user, naming the URL without its password. libpq echoes a token it
+    cannot parse ("invalid percent-encoded token: ..."), which may be the password: every
+    form of it in the URL is blanked out of the text."""
     text = " ".join(str(exc).split())
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return (
             f"no permission in {where}: {text} (grant CREATE on the schema, or create the tables)"

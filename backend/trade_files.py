@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import re
 import zipfile
 from collections import Counter
@@ -28,7 +27,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from backend.records import TradeBatch
+from backend.records import MAX_PRICE, MAX_QTY, TradeBatch, sane_price_qty
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def load_ndjson(path: str | Path, skipped: Counter | None = None) -> dict[str, T
                 t_ms = _parse_iso_ms(tick.ts)
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
                 raise SourceFormatError(f"{path}: line {lineno}: {exc}") from exc
-            if not (tick.price > 0 and tick.size > 0 and math.isfinite(tick.price + tick.size)):
+            if not sane_price_qty(tick.price, tick.size):
                 skipped["bad_price_or_size"] += 1
                 continue
             rows.setdefault(tick.symbol.upper(), []).append((t_ms, tick.price, tick.size))
@@ -154,7 +153,7 @@ def _fast_agg_trades_csv(data: bytes, symbol: str, name: str) -> TradeBatch:
     ):
         return parse_agg_trades_csv(data, symbol, name)
     price, qty = (cols[i].to_numpy(np.float64) for i in (1, 2))
-    if not (np.isfinite(price + qty).all() and (price > 0).all() and (qty > 0).all()):
+    if not sane_price_qty(price, qty).all():
         return parse_agg_trades_csv(data, symbol, name)
     times = cols[5].to_numpy(np.int64)
     if len(times) and times.max() > 10**14:  # microseconds (spot files from 2025 on)
@@ -199,8 +198,11 @@ def parse_agg_trades_csv(data: bytes, symbol: str, name: str = "upload") -> Trad
             )
         except ValueError as exc:
             raise SourceFormatError(f"{name}: row {lineno}: {exc}") from exc
-        if not (values[1] > 0 and values[2] > 0 and math.isfinite(values[1] + values[2])):
-            raise SourceFormatError(f"{name}: row {lineno}: price and quantity must be positive")
+        if not sane_price_qty(values[1], values[2]):
+            raise SourceFormatError(
+                f"{name}: row {lineno}: price and quantity must be positive (and below "
+                f"{MAX_PRICE:g} and {MAX_QTY:g})"
+            )
         for col, value in zip(columns, values, strict=True):
             col.append(value)
     if not columns[0]:
@@ -241,7 +243,12 @@ def load_files(paths: list[str | Path]) -> dict[str, TradeBatch]:
             out.setdefault(batch.symbol, []).append(batch)
     merged = {}
     for symbol, batches in out.items():
-        merged[symbol] = _joined(symbol, batches)
+        joined = _joined(symbol, batches)
+        if len(joined):
+            merged[symbol] = joined
+    if not merged:
+        names = ", ".join(Path(p).name for p in paths)
+        raise SourceFormatError(f"no trade to replay in {names}")
     return merged
 
 

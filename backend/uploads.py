@@ -13,7 +13,7 @@ import numpy as np
 
 from backend.csv_export import bars_to_csv
 from backend.pairs import ExecutionContext, scan_market, with_carry
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, Coverage
+from backend.records import BAR_COLUMNS, MAX_PRICE, MAX_QTY, TIMEFRAMES_MS, Bars, Coverage
 from backend.resampling import SecondBars
 from backend.state import FundingSnapshot
 from backend.trade_files import SourceFormatError, parse_agg_trades_csv
@@ -56,8 +56,8 @@ def parse_upload(name: str, data: bytes, symbol: str | None = None) -> list[Uplo
     first = text.lstrip().split("\n", 1)[0].lower()
     if not first:
         raise UploadError(f"{name}: the file is empty")
-    if "open" in first and "close" in first:
-        return _parse_bars(name, text)
+    if any(word in first for word in ("open", "high", "low", "close")):
+        return _parse_bars(name, text)  # a bars header, maybe short of a column: named there
     sym = symbol or _symbol_from_name(name)
     try:
         trades = parse_agg_trades_csv(data, sym, name)
@@ -98,8 +98,12 @@ def _parse_bars(name: str, text: str) -> list[UploadedSymbol]:
             trades = int(float(row.get("trades") or 0))
         except (ValueError, TypeError) as exc:
             raise UploadError(f"{name}: row {lineno}: {exc}") from exc
-        if not all(v > 0 for v in values.values()):
-            raise UploadError(f"{name}: row {lineno}: prices must be positive numbers")
+        if not all(0 < v <= MAX_PRICE for v in values.values()):
+            raise UploadError(
+                f"{name}: row {lineno}: prices must be positive numbers up to {MAX_PRICE:g}"
+            )
+        if not all(0 <= v <= MAX_QTY * MAX_PRICE for v in extra.values()):
+            raise UploadError(f"{name}: row {lineno}: volumes must be numbers >= 0")
         if values["high"] < max(values["open"], values["close"], values["low"]):
             raise UploadError(f"{name}: row {lineno}: high is below open, close or low")
         symbol = (row.get("symbol") or default_symbol or "").strip().upper()

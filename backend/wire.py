@@ -55,6 +55,7 @@ from backend.records import (
     Instrument,
     MarkPrice,
     TradeBatch,
+    sane_price_qty,
 )
 
 log = logging.getLogger(__name__)
@@ -307,9 +308,7 @@ def _validated(symbol: str, events: list) -> tuple[TradeBatch, int]:
         buyer_is_maker=np.array([e.m for e in events], dtype=np.bool_),
     )
     ok = (
-        np.isfinite(price)
-        & (price > 0)
-        & np.isfinite(qty)
+        sane_price_qty(price, qty)
         & (qty > 0)
         & (batch.last_trade_id >= batch.first_trade_id)
         & (batch.agg_id >= 0)

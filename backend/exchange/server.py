@@ -323,6 +323,7 @@ class LocalExchange:
         self._wall0: float | None = None  # when a paced replay's clock started
         self.cycle = 0  # the replay's current pass (0-based)
         self.publish_error: str | None = None
+        self.start_error: OSError | None = None
         self.done = threading.Event()  # set when a recorded tape has been fully published
         self.stats = {"connections": 0, "refused": 0, "drops": 0, "rest_requests": 0}
         # (monotonic time, path, status) of recent REST requests, for tests of client manners.
@@ -346,10 +347,14 @@ class LocalExchange:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self, timeout_s: float = 10.0) -> int:
+        """Listen and publish; ``OSError`` in one line when it cannot listen."""
         self._thread = threading.Thread(target=self._run, name="local-exchange", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout_s):
             raise RuntimeError("local exchange did not start")
+        if self.start_error is not None:
+            reason = self.start_error.strerror or self.start_error
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {reason}")
         return self.port
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -379,7 +384,11 @@ class LocalExchange:
         return pub.take(np.arange(pub.count))
 
     def _run(self) -> None:
-        asyncio.run(self._main())
+        try:
+            asyncio.run(self._main())
+        except OSError as exc:  # the port is taken, the address not ours: said by start()
+            self.start_error = exc
+            self._ready.set()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
