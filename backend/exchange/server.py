@@ -722,7 +722,11 @@ class LocalExchange:
             self._write(frames, targets)
 
     async def _await_subscriber(self) -> None:
-        while not any(not s.silent and s.streams for s in self._subs):
+        """Until a connection watches a trade stream: a mark-price or book connection that
+        comes first must not start the replay's clock (its first trades would go to no one)."""
+        while not any(
+            not s.silent and any(n.endswith("@aggTrade") for n in s.streams) for s in self._subs
+        ):
             self._has_sub.clear()
             await self._has_sub.wait()
 
