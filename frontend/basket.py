@@ -55,17 +55,21 @@ def basket_page(engine, execution_settings, refresh_s) -> None:
         sb.error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
         return
     every = refresh_s()
-    st.fragment(basket_figures, run_every=None if every is None else max(every, 1.0))(
-        engine, tuple(picked), timeframe, p
-    )
+    args = (engine, tuple(picked), timeframe, p)
+    cards_box, detail_box = st.container(), st.container()
+    with cards_box:  # the figures every second, as on the pair page
+        st.fragment(basket_cards, run_every=None if every is None else max(every, 1.0))(*args)
+    with detail_box:  # the chart, tables and download only as often as a chart redraws
+        st.fragment(basket_details, run_every=None if every is None else max(every, 10.0))(*args)
 
 
-def basket_figures(engine, symbols: tuple[str, ...], timeframe: str, p: PairParams) -> None:
+def basket(engine, symbols: tuple[str, ...], timeframe: str, p: PairParams):
+    """The basket's figures, computed once per closed bar for every viewer; None until every
+    symbol has bars."""
     keep = 2 * needs(p) + 600
     bars = [engine.bars(s, timeframe, last=keep) for s in symbols]
     if any(not len(b) for b in bars):
-        st.info("Waiting for bars of every symbol.")
-        return
+        return None
     newest = min(int(b.open_time[-1]) for b in bars)
     key = ("basket", symbols, timeframe, p, newest, engine.execution_version(symbols))
 
@@ -73,8 +77,14 @@ def basket_figures(engine, symbols: tuple[str, ...], timeframe: str, p: PairPara
         context = engine.execution_context(symbols, timeframe)  # only when not cached
         return basket_stats(bars, p, context, engine.newest_is_open)
 
-    stats = engine.cached(key, compute)
-    source = engine.funding_source
+    return engine.cached(key, compute)
+
+
+def basket_cards(engine, symbols: tuple[str, ...], timeframe: str, p: PairParams) -> None:
+    stats = basket(engine, symbols, timeframe, p)
+    if stats is None:
+        st.info("Waiting for bars of every symbol.")
+        return
     have, need = len(stats.open_time), needs(p)
     if have < need:
         st.info(
@@ -83,7 +93,16 @@ def basket_figures(engine, symbols: tuple[str, ...], timeframe: str, p: PairPara
             "before its first refit, then the z window)."
         )
     tf_s = TIMEFRAMES_MS[timeframe] / 1000
+    source = engine.funding_source
     st.html(cards_html(_cards(stats, p, tf_s, source), _note(stats, p, tf_s)))
+
+
+def basket_details(engine, symbols: tuple[str, ...], timeframe: str, p: PairParams) -> None:
+    stats = basket(engine, symbols, timeframe, p)
+    if stats is None:
+        return
+    tf_s = TIMEFRAMES_MS[timeframe] / 1000
+    source = engine.funding_source
     _johansen_table(stats)
     shown = slice(-min(600, len(stats.open_time)), None)
     st.plotly_chart(charts.basket_chart(stats, shown, p), key="basket_chart", config=charts.CONFIG)
