@@ -243,15 +243,21 @@ class MarkDecoder:
             log.warning("skipping mark-price %s frame (logged once per kind): %.200r", kind, frame)
 
 
-def _decode_mark_frame(frame: bytes) -> _MarkEvent | list[_MarkEvent] | None:
+def _decode_either(frame: bytes, combined, raw):
+    """A frame's event through the combined-stream decoder (its ``data``) or the raw one; None
+    when neither takes it."""
     try:
-        return _mark_combined_decoder.decode(frame).data
+        return combined.decode(frame).data
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
     try:
-        return _mark_raw_decoder.decode(frame)
+        return raw.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+def _decode_mark_frame(frame: bytes) -> _MarkEvent | list[_MarkEvent] | None:
+    return _decode_either(frame, _mark_combined_decoder, _mark_raw_decoder)
 
 
 def _mark_skip_kind(frame: bytes) -> str:
@@ -604,14 +610,7 @@ class BookTickerDecoder:
 
 
 def _decode_book_frame(frame: bytes) -> _BookEvent | None:
-    try:
-        return _book_combined_decoder.decode(frame).data
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    try:
-        return _book_raw_decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    return _decode_either(frame, _book_combined_decoder, _book_raw_decoder)
 
 
 def encode_book_ticker(
