@@ -31,6 +31,13 @@ SAMPLE_NOV = SHARED_DATA / "um_futures_trades_BTCUSDT_ETHUSDT_2025-11-01T0950-09
 SPOT_CSV = SHARED_DATA / "spot_BTCUSDT-aggTrades-2026-01-01_first5000.csv"
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that need the throwaway PostgreSQL server carry the ``pg`` marker."""
+    for item in items:
+        if "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pg)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     # The samples ship with the project; a missing one is an error.

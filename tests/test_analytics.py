@@ -225,6 +225,7 @@ def test_kalman_with_fixed_noise_is_the_textbook_filter():
         an.kalman_hedge(y, x, delta=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10))
 def test_kalman_tracks_a_random_walk_beta_like_a_filter_told_the_true_noise(seed):
     """Every seed: the maximum-likelihood fit's beta within 2x the RMSE of the textbook filter
@@ -246,6 +247,7 @@ def test_kalman_tracks_a_random_walk_beta_like_a_filter_told_the_true_noise(seed
     np.testing.assert_array_equal(an.kalman_hedge(y, x)[0], path.beta)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10))
 def test_kalman_keeps_an_ar1_spread_on_log_price_levels(seed):
     """Every seed: the traded spread y - alpha_t - beta_t x follows the true AR(1) spread
@@ -265,6 +267,7 @@ def test_kalman_keeps_an_ar1_spread_on_log_price_levels(seed):
     assert rmse <= np.sqrt(np.mean((ols - 0.8) ** 2))
 
 
+@pytest.mark.slow
 def test_kalman_outputs_use_only_earlier_bars_and_blocks_are_anchored_in_time():
     y, x, _ = _ar1_spread_on_log_prices(3, n=1700)
     t = 1_765_000_000_000 + np.arange(len(y)) * 60_000

@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import ROOT, reference_bars
 
+pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 
 from backend.persistence import BarFlusher, resume_from_storage
 from backend.records import TIMEFRAMES_MS
@@ -108,6 +109,7 @@ def _stored_trades(db_path) -> dict[str, int]:
     return {s: int(n) for s, n in rows}
 
 
+@pytest.mark.slow
 def test_sigkilled_collector_restarts_from_the_database_without_loss_or_duplicates(
     exchange_factory, dec_trades, tmp_path
 ):

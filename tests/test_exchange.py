@@ -145,6 +145,7 @@ def test_agg_trades_by_time_and_the_one_hour_limit(exchange_factory, dec_trades)
     assert status == 400 and body["code"] == -1127
 
 
+@pytest.mark.slow
 def test_replay_history_is_public_before_streaming_and_the_stream_keeps_recorded_pace(
     exchange_factory, dec_trades
 ):

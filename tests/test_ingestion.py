@@ -66,6 +66,7 @@ def assert_store_matches_exchange(store, ex):
             )
 
 
+@pytest.mark.slow
 def test_collector_db_equals_reference_through_drops_duplicates_and_junk(
     exchange_factory, dec_trades, tmp_path
 ):
@@ -163,6 +164,7 @@ def test_rest_rate_limits_and_errors_are_honoured(exchange_factory, dec_trades):
     assert_store_matches_exchange(store, ex)
 
 
+@pytest.mark.slow
 def test_connections_rotate_before_their_age_limit_without_loss(exchange_factory, dec_trades):
     ex = exchange_factory(trades=dec_trades, speed=20.0)  # 20x real time: ~20 s of replay
     cfg = feed_config(ex, max_connection_age_s=1.0)
@@ -298,6 +300,7 @@ def _looped(tape, cycles: int, span_ms: int, trade_span: int):
     )
 
 
+@pytest.mark.slow
 def test_a_burst_of_50k_messages_per_second_for_10_s_is_absorbed_in_bounded_memory(
     dec_trades, record_property
 ):
@@ -373,6 +376,7 @@ def test_a_burst_of_50k_messages_per_second_for_10_s_is_absorbed_in_bounded_memo
             )
 
 
+@pytest.mark.slow
 def test_250_simulated_symbols_over_two_connections_every_trade_once(exchange_factory):
     """The whole-market shape: 250 symbols need two connections (at most 200 streams each).
     After 8 s of the simulation (~1,250 trades/s in all), every symbol's closed 1s bars equal

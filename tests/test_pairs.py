@@ -107,6 +107,7 @@ def test_hindsight_applies_the_latest_closed_window_to_every_bar():
     assert live.latest_z == live.zscore[-2] and live.forming_z == live.zscore[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ols", "huber", "kalman"])
 def test_a_past_bar_stays_put_when_bars_arrive_and_the_window_slides(method):
     """Item 6: beta, alpha, spread and z of a past bar, and the backtest's trades, are the same

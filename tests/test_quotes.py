@@ -77,6 +77,7 @@ def test_a_quote_standing_across_bars_is_split_at_their_boundaries():
     assert QuoteBook(["BTCUSDT"]).bars("BTCUSDT", "1m").open_time.size == 0
 
 
+@pytest.mark.slow
 def test_the_book_streamed_by_the_local_exchange_is_kept_per_second_exactly(exchange_factory):
     """End to end: the bookTicker connection (routed under /public) records what the exchange
     sent; each whole second's time-weighted spread equals pandas' average of the quote step

@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_soak_reports_rising_ticks_and_ends_by_itself(shared_data):
     proc = subprocess.run(
         [sys.executable, "-m", "backend", "--log-level", "WARNING", "soak",
