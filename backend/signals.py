@@ -1,4 +1,5 @@
-"""SIGINT/SIGTERM as a ``threading.Event`` for the long-running commands (collect, serve)."""
+"""SIGINT/SIGTERM as a ``threading.Event`` for the long-running commands (collect, serve,
+soak), and children that end with their parent."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
             signal.signal(sig, old)
 
     return restore
+
+
+def die_with_parent() -> None:
+    """For ``subprocess.Popen(preexec_fn=...)``: the child gets SIGTERM when its parent dies,
+    even by SIGKILL, so it never outlives the command that started it (Linux ``prctl``; a
+    no-op where it is not available)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -21,6 +21,7 @@ from backend.config import SHARED_SAMPLE, FeedConfig
 from backend.exchange.sources import load_files
 from backend.ingestion import Ingestor
 from backend.persistence import BarFlusher
+from backend.signals import die_with_parent
 from backend.state import TickStore
 from backend.storage import open_store
 
@@ -61,6 +62,7 @@ def start_exchange(speed: float) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=die_with_parent,  # the exchange ends with the soak, even a killed one
     )
     line = proc.stdout.readline().strip()
     if not line.startswith("LOCAL_EXCHANGE_PORT="):

@@ -48,3 +48,57 @@ def test_soak_into_postgresql_names_the_url_without_its_password(shared_data, pg
         (s, tf) for s in ("BTCUSDT", "ETHUSDT") for tf in ("1s", "1m", "5m")
     }
     assert who == [("BTCUSDT", proc.pid, 0), ("ETHUSDT", proc.pid, 0)]  # the soak is the writer
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(c) for c in fh.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _started_soak() -> tuple[subprocess.Popen, int]:
+    """A soak that has started its exchange child; (the soak, the child's pid)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend", "--log-level", "WARNING", "soak", "--minutes", "5",
+         "--rate", "500", "--report-every", "1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout.readline().startswith("# soak:")  # printed once the child is up
+    children = _children(proc.pid)
+    assert len(children) == 1
+    return proc, children[0]
+
+
+def test_a_soak_stops_on_sigterm_within_2_s_and_takes_its_exchange_with_it():
+    import signal
+    import time
+
+    proc, child = _started_soak()
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 0 and time.monotonic() - sent < 2 + 1  # + interpreter exit
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def test_a_killed_soak_leaves_no_exchange_behind():
+    import signal
+    import time
+
+    proc, child = _started_soak()
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)  # the child was told when its parent died
