@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -55,3 +58,48 @@ def test_the_plain_handler_it_replaces_deadlocks_there():
         proc.kill()
         proc.wait(10)
     assert hung
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("command", ["serve", "collect"])
+def test_every_long_running_command_ends_within_2_s_of_a_stop_signal(
+    command, sig, exchange_factory, tmp_path
+):
+    """``serve`` and ``collect`` (soak: tests/test_soak.py) end, exit 0, within 2 s of
+    SIGTERM or SIGINT, however long their --duration (a collector saves once more first)."""
+    import os
+    import time
+
+    from backend.exchange.sources import Simulator
+    from tests.conftest import collect_argv, wait_for
+
+    if command == "serve":
+        argv = [sys.executable, "-m", "backend", "serve", "--source", "simulate",
+                "--history", "60", "--duration", "600"]  # fmt: skip
+        ready = "LOCAL_EXCHANGE_PORT="
+    else:
+        ex = exchange_factory(simulator=Simulator(["BTCUSDT", "ETHUSDT"]))
+        argv = collect_argv(ex, tmp_path / "m.db", "--duration", "600", "--history-bars", "10",
+                            "--history-1s", "0")  # fmt: skip
+        ready = "collecting"
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        seen: list[str] = []
+
+        def started() -> bool:
+            seen.append(proc.stdout.readline())
+            return ready in seen[-1]
+
+        wait_for(started, 60, lambda: f"{command} to start: {''.join(seen)[-500:]}")
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(10)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0 and took < 2.0, (proc.returncode, took)
