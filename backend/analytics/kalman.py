@@ -49,8 +49,6 @@ from backend.analytics.hedge import MIN_REGRESSION_POINTS
 
 KALMAN_FIT_BARS = 800  # each block's noise: the bars before it
 KALMAN_REFIT_BARS = 200  # block length; blocks start at multiples of it (UTC)
-KALMAN_MIN_FIT_BARS = KALMAN_FIT_BARS  # bars before the first output (at the latest + a block)
-KALMAN_FIT_WINDOW = KALMAN_FIT_BARS  # (name kept for callers of the earlier model)
 _LOGIT = lambda p: math.log(p / (1 - p))  # noqa: E731
 # Starting points: beta noise from none to fast, spread noise from none to dominant, phi from
 # quick reversion to nearly a random walk. The likelihood of all 80 costs ~60 ms at 800 bars.
