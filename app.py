@@ -134,7 +134,7 @@ def run() -> None:
             language="text",
         )
         st.stop()
-    from frontend.dashboard import main
+    from frontend.shell import main
 
     main(opts)
 

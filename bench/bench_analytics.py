@@ -35,8 +35,8 @@ from statsmodels.tsa.stattools import adfuller, coint
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend import analytics as an  # noqa: E402
-from backend.pairs import PairParams, live_stats, slow_stats  # noqa: E402
-from backend.records import Bars  # noqa: E402
+from backend.engine.pairs import PairParams, live_stats, slow_stats  # noqa: E402
+from backend.store.records import Bars  # noqa: E402
 
 
 def make_bars(n: int, timeframe: str, seed: int = 3) -> tuple[Bars, Bars]:

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingestion import synthetic_trades  # noqa: E402
 
 from backend import analytics as an  # noqa: E402
-from backend.csv_export import BarsCsv, bars_to_csv  # noqa: E402
-from backend.pairs import PairParams, history_bars, live_stats, slow_stats  # noqa: E402
-from backend.records import Bars  # noqa: E402
-from backend.resampling import align  # noqa: E402
-from backend.state import TickStore  # noqa: E402
+from backend.engine.csv_export import BarsCsv, bars_to_csv  # noqa: E402
+from backend.engine.pairs import PairParams, history_bars, live_stats, slow_stats  # noqa: E402
+from backend.store.records import Bars  # noqa: E402
+from backend.store.resampling import align  # noqa: E402
+from backend.store.tick_store import TickStore  # noqa: E402
 from frontend import charts  # noqa: E402
 
 SHOWN = 600

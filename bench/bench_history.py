@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.config import FeedConfig  # noqa: E402
 from backend.exchange.server import LocalExchange  # noqa: E402
 from backend.exchange.sources import Simulator  # noqa: E402
-from backend.history import HistoryLoader, HistoryOptions, seconds_start_ms  # noqa: E402
-from backend.ingestion import Ingestor  # noqa: E402
-from backend.rest import AGG_TRADES_LIMIT, RestClient  # noqa: E402
-from backend.state import TickStore  # noqa: E402
+from backend.feed.history import HistoryLoader, HistoryOptions, seconds_start_ms  # noqa: E402
+from backend.feed.rest import AGG_TRADES_LIMIT, RestClient  # noqa: E402
+from backend.feed.streams import Ingestor  # noqa: E402
+from backend.store.tick_store import TickStore  # noqa: E402
 
 DAYS_S = 4 * 86_400
 

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.config import FeedConfig  # noqa: E402
-from backend.ingestion import Ingestor  # noqa: E402
-from backend.records import TradeBatch  # noqa: E402
-from backend.state import TickStore  # noqa: E402
-from backend.wire import FrameDecoder, encode_agg_trade, encode_combined, stream_name  # noqa: E402
+from backend.feed.streams import Ingestor  # noqa: E402
+from backend.feed.wire import FrameDecoder, encode_agg_trade, encode_combined, stream_name  # noqa: E402
+from backend.store.records import TradeBatch  # noqa: E402
+from backend.store.tick_store import TickStore  # noqa: E402
 
 
 def synthetic_trades(symbol: str, n: int, seed: int = 1, start_ms: int = 1_765_000_000_000):

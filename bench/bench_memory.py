@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.config import DEFAULT_KEEP_1S_H, keep_1s_seconds, tick_capacity  # noqa: E402
 from backend.exchange.sources import Simulator  # noqa: E402
-from backend.state import TickStore  # noqa: E402
+from backend.store.tick_store import TickStore  # noqa: E402
 
 T0_MS = 1_765_000_000_000
 BATCH = 512  # trades per ingest call, about what one read of the stream hands over

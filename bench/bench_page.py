@@ -198,7 +198,7 @@ def _exchange_feed(rate: float) -> tuple[list[str], str]:
     import atexit
 
     sys.path.insert(0, str(ROOT))
-    from backend.soak import replay_speed, start_exchange
+    from backend.cli.soak import replay_speed, start_exchange
 
     exchange, port = start_exchange(replay_speed(rate))
     atexit.register(exchange.terminate)

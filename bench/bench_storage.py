@@ -30,10 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.exchange.sources import Simulator  # noqa: E402
-from backend.records import TIMEFRAMES_MS  # noqa: E402
-from backend.resampling import bars_from_trades  # noqa: E402
 from backend.storage import BarStore, bar_rows  # noqa: E402
-from backend.storage_pg import PgBarStore  # noqa: E402
+from backend.storage.postgres import PgBarStore  # noqa: E402
+from backend.store.records import TIMEFRAMES_MS  # noqa: E402
+from backend.store.resampling import bars_from_trades  # noqa: E402
 from tests.conftest import PgCluster  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def market_bars(hours: int, n_symbols: int) -> list:
 def naive_pg_upsert(url: str, bars_list) -> int:
     import psycopg
 
-    from backend.storage_pg import _UPSERT
+    from backend.storage.postgres import _UPSERT
 
     rows = [r for b in bars_list for r in bar_rows(b)]
     placeholders = ", ".join(["%s"] * len(rows[0]))
@@ -136,7 +136,7 @@ def reader_lag(target: str, seconds: float) -> list[float]:
     import os
     import subprocess
 
-    from backend.db_source import DbPoller, StoredBars
+    from backend.engine.db_source import DbPoller, StoredBars
     from backend.exchange.server import LocalExchange
     from backend.storage import open_store
 

@@ -1,5 +1,5 @@
 """The basket page: 3-4 symbols, Johansen's test, the weighted spread and its backtest. The
-figures come from ``backend.baskets`` (cached per closed bar for every viewer); this module
+figures come from ``backend.engine.baskets`` (cached per closed bar for every viewer); this module
 only lays them out."""
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from backend import analytics as an
-from backend.baskets import BASKET_SIZES, basket_stats, needs
-from backend.pairs import PairParams
-from backend.records import TIMEFRAMES_MS
+from backend.engine import BASKET_SIZES, TIMEFRAMES_MS, PairParams, basket_stats
+from backend.engine import analytics as an
+from backend.engine import basket_needs as needs
 from frontend import backtest_view, charts
 from frontend.cards import Card, cards_html, duration_text
 

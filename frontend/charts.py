@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from backend.records import Bars
+from backend.engine import Bars
+from backend.engine import analytics as an
 
 CONFIG = {"displaylogo": False, "scrollZoom": True}
 _HEIGHT = 320
@@ -110,10 +111,9 @@ def _spread_kind(p) -> str:
 
 
 def spread_chart(live, shown: slice, p) -> go.Figure:
-    from backend.analytics import rolling_mean_std
 
     t = _times(live.open_time[shown])
-    mean, std = rolling_mean_std(live.spread, p.z_window_bars)
+    mean, std = an.rolling_mean_std(live.spread, p.z_window_bars)
     mean, std = mean[shown], std[shown]
     k = p.z_threshold
     data = [

@@ -7,10 +7,8 @@ import time
 
 import streamlit as st
 
-from backend.pairs import SCAN_MAX_Q, SCAN_MIN_CORR
-from backend.records import TIMEFRAMES_MS
+from backend.engine import SCAN_MAX_Q, SCAN_MIN_CORR, SCAN_TIMEFRAMES, TIMEFRAMES_MS
 
-SCAN_TIMEFRAMES = ("1m", "5m", "1s")  # 1m first: 300 bars of it are five hours, loaded at start
 LIVE_PAGE = "frontend/pages/live.py"
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from backend.exchange.server import FaultPlan, LocalExchange
-from backend.records import TRADE_COLUMNS, TradeBatch
+from backend.store.records import TRADE_COLUMNS, Bars, TradeBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 # The project's own copy of the recorded samples (data/README.md: their sources).
@@ -255,3 +255,22 @@ def basket_levels(seed: int, n: int = 1_500, walk_sd: float = 1e-3) -> np.ndarra
     for t in range(1, n):
         u[t] = 0.9 * u[t - 1] + rng.normal(0, 5e-4)
     return np.column_stack([0.1 + 0.5 * a + 0.3 * b + u, a, b])
+
+
+def pair_bars(n=900, seed=3) -> tuple[Bars, Bars]:
+    """1s bars of YYY and XXX: log y = 0.5 + 1.3 log x + s, s an AR(1) (phi 0.8), x a random
+    walk; each bar's OHLC is its close."""
+    rng = np.random.default_rng(seed)
+    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    # y = 1.3 x with a mean-reverting AR(1) spread: the strategy trades often.
+    s = np.zeros(n)
+    for t in range(1, n):
+        s[t] = 0.8 * s[t - 1] + rng.normal(0, 2e-3)
+    y = np.exp(0.5 + 1.3 * np.log(x) + s)
+    t = 1_765_000_000_000 + np.arange(n) * 1000
+    ones = np.ones(n)
+
+    def bars(sym, c):
+        return Bars(sym, "1s", t, c, c, c, c, ones, ones, np.ones(n, np.int64), ones)
+
+    return bars("YYY", y), bars("XXX", x)

@@ -310,7 +310,7 @@ def test_kalman_hindsight_is_the_smoother():
 def test_kalman_on_real_log_prices_keeps_the_spread(dec_trades):
     """The recorded sample (7 minutes of 1s bars, so shorter fit windows here): the spread is
     not absorbed by the hedge (it used to be ~1e-10 with random-walk noise on log prices)."""
-    from backend.resampling import align, bars_from_trades
+    from backend.store.resampling import align, bars_from_trades
 
     yb, xb = align(
         bars_from_trades(dec_trades["ETHUSDT"], "1s"), bars_from_trades(dec_trades["BTCUSDT"], "1s")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from statsmodels.tsa.vector_ar.vecm import coint_johansen
 
-from backend.baskets import basket_stats, needs
-from backend.pairs import PairParams
-from backend.records import Bars
+from backend.engine.baskets import basket_stats, needs
+from backend.engine.pairs import PairParams
+from backend.store.records import Bars
 from tests.conftest import basket_levels
 
 T0 = 1_765_000_000_000 - 1_765_000_000_000 % 3_600_000

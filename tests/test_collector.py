@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from backend.persistence import BarFlusher, resume_from_storage
-from backend.records import TIMEFRAMES_MS
-from backend.state import TickStore
 from backend.storage import BarStore
+from backend.storage.persistence import BarFlusher, resume_from_storage
+from backend.store.records import TIMEFRAMES_MS
+from backend.store.tick_store import TickStore
 from tests.conftest import (
     ROOT,
     assert_bars_equal,

@@ -6,10 +6,10 @@ import io
 import numpy as np
 import pandas as pd
 
-from backend.csv_export import BarsCsv, bars_to_csv
-from backend.records import BAR_COLUMNS
-from backend.resampling import bars_from_trades
-from backend.state import TickStore
+from backend.engine.csv_export import BarsCsv, bars_to_csv
+from backend.store.records import BAR_COLUMNS
+from backend.store.resampling import bars_from_trades
+from backend.store.tick_store import TickStore
 from tests.conftest import assert_bars_equal, reference_bars, trades_batch
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from backend.engine import Engine, EngineOptions
-from backend.persistence import BarFlusher
-from backend.records import TIMEFRAMES_MS
-from backend.state import TickStore
 from backend.storage import open_store
+from backend.storage.persistence import BarFlusher
+from backend.store.records import TIMEFRAMES_MS
+from backend.store.tick_store import TickStore
 from tests.conftest import wait_for
 
 

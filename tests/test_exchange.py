@@ -11,7 +11,7 @@ import pytest
 import websocket
 
 from backend.exchange.server import FaultPlan
-from backend.wire import FrameDecoder
+from backend.feed.wire import FrameDecoder
 from tests.conftest import reference_bars, wait_for
 
 
@@ -196,7 +196,7 @@ def test_symbols_picked_by_24h_quote_volume(exchange_factory, tmp_path):
     sum of price x quantity of the trades the exchange published in the last 24 h."""
     from backend.config import ConfigError
     from backend.exchange.sources import Simulator
-    from backend.rest import RestClient, pick_symbols
+    from backend.feed.rest import RestClient, pick_symbols
 
     symbols = ["AAAUSDT", "ETHUSDT", "BTCUSDT", "CCCUSDT"]
     ex = exchange_factory(simulator=Simulator(symbols, seed=3), history_s=1_800)

@@ -8,24 +8,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backend import ingestion
 from backend.analytics import basis_bps, funding_carry_bps_per_day
 from backend.config import FeedConfig
+from backend.engine.pairs import MarketScan, pair_carry, with_carry
 from backend.exchange.funding import FundingSim
 from backend.exchange.server import LocalExchange
 from backend.exchange.sources import Simulator
-from backend.ingestion import Ingestor
-from backend.pairs import MarketScan, pair_carry, with_carry
-from backend.records import MarkPrice
-from backend.rest import RestClient
-from backend.state import FundingSnapshot, TickStore
-from backend.wire import (
+from backend.feed import streams as ingestion
+from backend.feed.rest import RestClient
+from backend.feed.streams import Ingestor
+from backend.feed.wire import (
     ALL_MARKS_STREAM,
     MarkDecoder,
     encode_combined,
     encode_mark_price,
     mark_stream_name,
 )
+from backend.store.records import FundingSnapshot, MarkPrice
+from backend.store.tick_store import TickStore
 from tests.conftest import wait_for
 
 DOC_FRAME = (
@@ -201,8 +201,8 @@ def test_carry_waits_while_funding_info_is_unreachable_and_appears_once_it_answe
 def test_the_rate_charged_at_a_funding_time_is_the_last_one_published_before_it():
     """Recorded from the stream: an update naming the next funding time closes the previous
     one at the rate last published before it; a REST history takes precedence."""
-    from backend.records import FundingEvents
-    from backend.state import MarkBook
+    from backend.store.records import FundingEvents
+    from backend.store.tick_store import MarkBook
 
     h8 = 8 * 3_600_000
     book = MarkBook()
@@ -251,7 +251,7 @@ def test_a_simulated_backtest_pays_the_funding_it_crosses(tmp_path):
     S03/S02 (cointegrated by construction; S03 funds every hour, S02 every 4 h: the
     simulation cycles 8, 8, 4, 1 h over its symbols) crosses many funding times."""
     from backend.engine import Engine, EngineOptions
-    from backend.pairs import PairParams, live_stats, slow_stats
+    from backend.engine.pairs import PairParams, live_stats, slow_stats
 
     symbols = ("BTCUSDT", "ETHUSDT", "S02USDT", "S03USDT")
     opts = EngineOptions(source="simulate", symbols=symbols, db=str(tmp_path / "m.db"))

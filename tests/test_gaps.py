@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from backend.gaps import IdLedger
+from backend.store.gaps import IdLedger
 
 
 def ids(*values):

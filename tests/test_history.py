@@ -11,12 +11,12 @@ import pytest
 from backend.config import FeedConfig
 from backend.exchange.server import FaultPlan
 from backend.exchange.sources import Simulator
-from backend.history import HistoryLoader, HistoryOptions, seconds_start_ms
-from backend.ingestion import Ingestor
-from backend.persistence import BarFlusher
-from backend.records import TIMEFRAMES_MS
-from backend.state import TickStore
+from backend.feed.history import HistoryLoader, HistoryOptions, seconds_start_ms
+from backend.feed.streams import Ingestor
 from backend.storage import BarStore
+from backend.storage.persistence import BarFlusher
+from backend.store.records import TIMEFRAMES_MS
+from backend.store.tick_store import TickStore
 from tests.conftest import assert_bars_equal, reference_bars, trades_batch, wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
+from backend.cli.soak import rss_mib
 from backend.config import FeedConfig
 from backend.exchange.server import FaultPlan
-from backend.ingestion import Backoff, Ingestor
-from backend.records import TIMEFRAMES_MS
-from backend.soak import rss_mib
-from backend.state import TickStore
+from backend.feed.streams import Backoff, Ingestor
 from backend.storage import BarStore
+from backend.store.records import TIMEFRAMES_MS
+from backend.store.tick_store import TickStore
 from tests.conftest import ROOT, assert_bars_equal, collect_argv, reference_bars, wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -105,7 +105,7 @@ def test_collector_picks_the_top_symbols_by_24h_quote_volume(exchange_factory, t
     """``collect --symbols top:2`` on a 4-symbol market: the two with the largest 24 h quote
     volume by the exchange's own ticker are collected, and only they."""
     from backend.exchange.sources import Simulator
-    from backend.rest import RestClient
+    from backend.feed.rest import RestClient
 
     ex = exchange_factory(
         simulator=Simulator(["AAAUSDT", "ETHUSDT", "BBBUSDT", "BTCUSDT"], seed=5), history_s=600

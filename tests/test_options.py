@@ -209,7 +209,7 @@ def test_a_postgresql_password_is_never_in_a_message():
     ],
 )
 def test_uploads_name_the_missing_column_and_refuse_absurd_prices(name, body, message):
-    from backend.uploads import UploadError, parse_upload
+    from backend.engine.uploads import UploadError, parse_upload
 
     with pytest.raises(UploadError) as info:
         parse_upload(name, body)
@@ -217,7 +217,7 @@ def test_uploads_name_the_missing_column_and_refuse_absurd_prices(name, body, me
 
 
 def test_a_streamed_trade_at_an_absurd_price_is_skipped_and_counted():
-    from backend.wire import FrameDecoder
+    from backend.feed.wire import FrameDecoder
 
     good = (b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,'
             b'"p":"90000.1","q":"0.5","f":1,"l":1,"T":1,"m":true}}')  # fmt: skip

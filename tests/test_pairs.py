@@ -6,28 +6,18 @@ import pytest
 from statsmodels.tsa.stattools import coint
 
 from backend.analytics import scan_pairs
+from backend.engine.pairs import (
+    SCAN_MIN_CORR,
+    PairParams,
+    live_stats,
+    needs,
+    scan_market,
+    slow_stats,
+)
 from backend.exchange.sources import Simulator
-from backend.pairs import SCAN_MIN_CORR, PairParams, live_stats, needs, scan_market, slow_stats
-from backend.records import BAR_COLUMNS, Bars
-from backend.resampling import bars_from_trades
-from tests.conftest import reference_bars
-
-
-def pair_bars(n=900, seed=3):
-    rng = np.random.default_rng(seed)
-    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    # y = 1.3 x with a mean-reverting AR(1) spread: the strategy trades often.
-    s = np.zeros(n)
-    for t in range(1, n):
-        s[t] = 0.8 * s[t - 1] + rng.normal(0, 2e-3)
-    y = np.exp(0.5 + 1.3 * np.log(x) + s)
-    t = 1_765_000_000_000 + np.arange(n) * 1000
-    ones = np.ones(n)
-
-    def bars(sym, c):
-        return Bars(sym, "1s", t, c, c, c, c, ones, ones, np.ones(n, np.int64), ones)
-
-    return bars("YYY", y), bars("XXX", x)
+from backend.store.records import BAR_COLUMNS, Bars
+from backend.store.resampling import bars_from_trades
+from tests.conftest import pair_bars, reference_bars
 
 
 @pytest.mark.parametrize("method", ["ols", "huber"])
@@ -197,7 +187,7 @@ def test_scan_market_says_what_it_waits_for():
 
 
 def test_uploaded_bars_scan_the_same_with_their_last_bar_closed():
-    from backend.uploads import UploadedData, UploadedSymbol
+    from backend.engine.uploads import UploadedData, UploadedSymbol
 
     sim = Simulator(["AUSDT", "BUSDT", "CUSDT", "DUSDT"], seed=2)
     bars = {

@@ -4,8 +4,9 @@ hand-worked time weighting."""
 import numpy as np
 import pytest
 
-from backend.quotes import QuoteBook
-from backend.wire import BookTickerDecoder, Quotes, encode_book_ticker, encode_combined
+from backend.feed.wire import BookTickerDecoder, encode_book_ticker, encode_combined
+from backend.store.quotes import QuoteBook
+from backend.store.records import Quotes
 
 DOC_FRAME = (
     b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":400900217,'
@@ -86,8 +87,8 @@ def test_the_book_streamed_by_the_local_exchange_is_kept_per_second_exactly(exch
 
     from backend.config import FeedConfig
     from backend.exchange.sources import Simulator
-    from backend.ingestion import Ingestor, book_ws_url
-    from backend.state import TickStore
+    from backend.feed.streams import Ingestor, book_ws_url
+    from backend.store.tick_store import TickStore
     from tests.conftest import wait_for
 
     assert book_ws_url("wss://fstream.binance.com/market") == "wss://fstream.binance.com/public"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from backend.records import TIMEFRAMES_MS
-from backend.resampling import SecondBars, align, bars_from_trades
+from backend.store.records import TIMEFRAMES_MS
+from backend.store.resampling import SecondBars, align, bars_from_trades
 from tests.conftest import assert_bars_equal, reference_bars, trades_batch
 
 S = "BTCUSDT"
@@ -163,7 +163,7 @@ def test_align_keeps_common_open_times():
 
 
 def test_align_of_irregular_bars_uses_the_common_times():
-    from backend.records import Bars
+    from backend.store.records import Bars
 
     def bars(times):
         t = np.array(times, np.int64)

@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from backend.records import TRADE_COLUMNS, TradeBatch
-from backend.state import TICK_DTYPE, TickBuffer, TickStore
+from backend.store.records import TRADE_COLUMNS, TradeBatch
+from backend.store.tick_store import TICK_DTYPE, TickBuffer, TickStore
 from tests.conftest import assert_bars_equal, reference_bars, trades_batch
 
 
@@ -125,8 +125,8 @@ def test_snapshot_arrays_are_read_only():
 
 def test_the_last_n_bars_are_the_tail_of_all_bars_klines_included(dec_trades):
     """A slice read under the lock equals the tail of the whole read, across the kline seam."""
-    from backend.records import TIMEFRAMES_MS
-    from backend.resampling import bars_from_trades
+    from backend.store.records import TIMEFRAMES_MS
+    from backend.store.resampling import bars_from_trades
 
     tape = dec_trades["ETHUSDT"]
     cut = int(tape.trade_time_ms[0]) // 300_000 * 300_000 + 300_000

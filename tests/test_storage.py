@@ -5,9 +5,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from backend.records import BAR_COLUMNS
-from backend.resampling import bars_from_trades
 from backend.storage import SCHEMA_VERSION, BarStore, StorageError
+from backend.store.records import BAR_COLUMNS
+from backend.store.resampling import bars_from_trades
 from tests.conftest import trades_batch
 
 
@@ -119,8 +119,8 @@ def test_read_only_connection_is_explained(tmp_path):
 def test_disk_full_is_explained_and_the_pending_bars_are_saved_on_retry(tmp_path, dec_trades):
     """A full disk (simulated with SQLite's page limit) fails the whole flush, the database
     stays as it was, and the next flush after space is freed writes every pending bar."""
-    from backend.persistence import BarFlusher
-    from backend.state import TickStore
+    from backend.storage.persistence import BarFlusher
+    from backend.store.tick_store import TickStore
 
     db = BarStore(tmp_path / "full.db")
     store = TickStore(["ETHUSDT"])
@@ -143,7 +143,7 @@ def test_disk_full_is_explained_and_the_pending_bars_are_saved_on_retry(tmp_path
 _WRITER = """
 import sys
 from backend.storage import BarStore
-from backend.resampling import bars_from_trades
+from backend.store.resampling import bars_from_trades
 from tests.conftest import trades_batch
 db = BarStore(sys.argv[1], busy_timeout_s=10)
 symbol, rounds = sys.argv[2], int(sys.argv[3])
@@ -188,7 +188,7 @@ def test_two_processes_saving_to_one_database_corrupt_nothing(tmp_path):
 
 
 def test_resume_points_are_saved_with_their_bars_or_not_at_all(tmp_path):
-    from backend.records import ResumePoint
+    from backend.store.records import ResumePoint
 
     path = tmp_path / "locked.db"
     db = BarStore(path, busy_timeout_s=0.2)

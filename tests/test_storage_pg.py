@@ -10,10 +10,10 @@ import socket
 import numpy as np
 import pytest
 
-from backend.records import TIMEFRAMES_MS, Bars, ResumePoint
-from backend.resampling import bars_from_trades
 from backend.storage import SCHEMA_VERSION, ClaimLost, StorageError, open_store
-from backend.storage_pg import PgBarStore, redact
+from backend.storage.postgres import PgBarStore, redact
+from backend.store.records import TIMEFRAMES_MS, Bars, ResumePoint
+from backend.store.resampling import bars_from_trades
 from tests.conftest import PG_PASSWORD, assert_bars_equal, reference_bars
 
 

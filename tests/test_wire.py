@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from backend.exchange.server import JUNK_FRAMES
-from backend.records import AggTrade
-from backend.wire import (
+from backend.feed.wire import (
     FrameDecoder,
     RestFormatError,
     decode_rest_agg_trades,
@@ -13,6 +12,7 @@ from backend.wire import (
     encode_combined,
     encode_rest_agg_trades,
 )
+from backend.store.records import AggTrade
 
 # Exactly as Binance documents the combined aggTrade frame.
 DOC_FRAME = (

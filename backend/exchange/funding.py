@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from backend.records import FundingEvents, MarkPrice
+from backend.store.records import FundingEvents, MarkPrice
 
 DEFAULT_INTERVAL_H = 8
 INTEREST_PER_8H = 0.0001  # Binance's interest component: 0.01 % per 8 h

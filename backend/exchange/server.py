@@ -36,10 +36,13 @@ from websockets.http11 import Request, Response
 
 from backend.exchange.funding import FundingSim
 from backend.exchange.sources import Simulator, instrument
-from backend.records import TIMEFRAMES_MS, TRADE_COLUMNS, Bars, TradeBatch
-from backend.resampling import SecondBars
-from backend.rest import AGG_TRADES_MAX_SPAN_MS, AGG_TRADES_WEIGHT, KLINES_MAX_LIMIT, klines_weight
-from backend.wire import (
+from backend.feed.rest import (
+    AGG_TRADES_MAX_SPAN_MS,
+    AGG_TRADES_WEIGHT,
+    KLINES_MAX_LIMIT,
+    klines_weight,
+)
+from backend.feed.wire import (
     ALL_MARKS_STREAM,
     book_stream_name,
     encode_agg_trade,
@@ -53,6 +56,9 @@ from backend.wire import (
     mark_stream_name,
     stream_name,
 )
+from backend.store.records import TIMEFRAMES_MS, TRADE_COLUMNS, Bars, TradeBatch
+from backend.store.resampling import SecondBars
+from backend.store.timeframes import KLINE_TIMEFRAMES
 
 log = logging.getLogger(__name__)
 
@@ -489,7 +495,7 @@ class LocalExchange:
         return self._weighed(AGG_TRADES_WEIGHT, _response(HTTPStatus.OK, body))
 
     def _klines(self, pub: _Published, interval: str, args: dict[str, int], limit: int):
-        if interval not in ("1m", "5m"):  # all this exchange serves (Binance has more, not 1s)
+        if interval not in KLINE_TIMEFRAMES:  # all this exchange serves (Binance: more, not 1s)
             return _json_response(
                 HTTPStatus.BAD_REQUEST, {"code": -1120, "msg": "Invalid interval."}
             )

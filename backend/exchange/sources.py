@@ -1,4 +1,4 @@
-"""Trade sources for the local exchange: recorded files (``backend.trade_files``, replayed) and a
+"""Trade sources for the local exchange: recorded files (``backend.feed.trade_files``, replayed) and a
 seeded simulation of cointegrated pairs."""
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 
-from backend.records import Instrument, TradeBatch
-from backend.trade_files import (  # noqa: F401 - the replay source's loaders, re-exported
+from backend.feed.trade_files import (  # noqa: F401 - the replay source's loaders, re-exported
     SYNTHETIC_ID_BASE,
     SourceFormatError,
     load_agg_trades_csv,
@@ -16,6 +15,7 @@ from backend.trade_files import (  # noqa: F401 - the replay source's loaders, r
     load_ndjson,
     parse_agg_trades_csv,
 )
+from backend.store.records import Instrument, TradeBatch
 
 # Tick size, quantity step, start price and arrivals per second of the simulated symbols.
 _SIM_SPECS = {

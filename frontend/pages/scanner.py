@@ -1,6 +1,6 @@
-"""Page: the pair scanner (run by ``st.navigation`` in ``frontend.dashboard.main``)."""
+"""Page: the pair scanner (run by ``st.navigation`` in ``frontend.shell.main``)."""
 
-from frontend.dashboard import session_engine
 from frontend.scanner import scanner_page
+from frontend.shell import session_engine
 
 scanner_page(session_engine())

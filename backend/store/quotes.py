@@ -15,8 +15,7 @@ import threading
 
 import numpy as np
 
-from backend.records import TIMEFRAMES_MS, QuoteBars
-from backend.wire import Quotes
+from backend.store.records import TIMEFRAMES_MS, QuoteBars, Quotes
 
 _FIELDS = 4  # time-weighted spread sum (bps x ms), ms covered, bid at close, ask at close
 

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 import websocket
 
 from backend.config import MAX_STREAMS_PER_CONNECTION, FeedConfig
-from backend.quotes import QuoteBook
-from backend.rest import AGG_TRADES_LIMIT, RestClient, RestError
-from backend.state import MarkBook, TickStore
-from backend.wire import (
+from backend.feed.rest import AGG_TRADES_LIMIT, RestClient, RestError
+from backend.feed.wire import (
     ALL_MARKS_STREAM,
     BookTickerDecoder,
     FrameDecoder,
@@ -32,6 +30,8 @@ from backend.wire import (
     mark_stream_name,
     stream_name,
 )
+from backend.store.quotes import QuoteBook
+from backend.store.tick_store import MarkBook, TickStore
 
 log = logging.getLogger(__name__)
 

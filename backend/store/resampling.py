@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, TradeBatch
+from backend.store.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, TradeBatch
+from backend.store.timeframes import FOLD_MS, FOLDED
 
 _EMPTY_ID = -1
 _LOADED_ID = -2  # seconds seeded from storage: traded, ids unknown, before any live trade
@@ -180,19 +181,22 @@ class SecondBars:
         return self._range(timeframe, start, self.length)
 
     def drop_before(self, cut_s: int) -> dict[str, Bars]:
-        """Forget the seconds before ``cut_s`` (a multiple of 300, so every 1m and 5m bar is
-        whole on one side). Returns the 1m and 5m bars of the dropped seconds, for the caller
-        to keep; bars read afterwards are unchanged from that point on."""
-        if self.origin_s is None or cut_s <= self.origin_s or cut_s % 300:
-            raise ValueError("cut must be a 5-minute boundary after the first second held")
+        """Forget the seconds before ``cut_s`` (a multiple of ``FOLD_MS``, so every folded bar
+        is whole on one side). Returns the folded bars (1m, 5m) of the dropped seconds, for the
+        caller to keep; bars read afterwards are unchanged from that point on."""
+        fold_s = FOLD_MS // 1000
+        if self.origin_s is None or cut_s <= self.origin_s or cut_s % fold_s:
+            raise ValueError(
+                f"cut must be a {fold_s // 60}-minute boundary after the first second held"
+            )
         k = min(cut_s - self.origin_s, self.length)
-        folded = {tf: self._range(tf, 0, k) for tf in ("1m", "5m")}
+        folded = {tf: self._range(tf, 0, k) for tf in FOLDED}
         traded = np.flatnonzero(self._cols["first_id"][:k] != _EMPTY_ID)
         if len(traded):
             self._seed_close = float(self._cols["close"][traded[-1]])
         # Room for as many seconds as were dropped and a little more: the next fold comes
         # before the arrays must grow, so they stay at the bound instead of doubling past it.
-        self._cap = max(16, self.length + 300)
+        self._cap = max(16, self.length + fold_s)
         fresh = self._alloc(self._cap)
         for name, col in self._cols.items():  # new arrays: the dropped memory is freed
             fresh[name][: self.length - k] = col[k : self.length]

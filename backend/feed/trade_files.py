@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from backend.records import MAX_PRICE, MAX_QTY, TradeBatch, sane_price_qty
+from backend.store.records import MAX_PRICE, MAX_QTY, TradeBatch, sane_price_qty
 
 log = logging.getLogger(__name__)
 

@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _collect(args) -> int:
-    from backend.collector import run_collector
-    from backend.rest import pick_symbols, unknown_symbols
+    from backend.cli.collector import run_collector
+    from backend.feed.rest import pick_symbols, unknown_symbols
 
     ws_url = check_url(args.ws_url, ("ws", "wss"), "--ws-url")
     rest_url = check_url(args.rest_url, ("http", "https"), "--rest-url")
@@ -187,7 +187,7 @@ def _collect(args) -> int:
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
     open_store(args.db).close()  # an unusable path fails here, in one line, before any thread
-    from backend.history import HistoryOptions
+    from backend.feed.history import HistoryOptions
 
     return run_collector(
         cfg,
@@ -200,7 +200,7 @@ def _collect(args) -> int:
 
 
 def _soak(args) -> int:
-    from backend.soak import SoakOptions, run_soak
+    from backend.cli.soak import SoakOptions, run_soak
 
     opts = SoakOptions(
         minutes=args.minutes,

@@ -7,13 +7,12 @@ import logging
 import threading
 import time
 
-from backend.config import RESUME_MAX_AGE_S, FeedConfig, tick_capacity
-from backend.history import HistoryLoader, HistoryOptions
-from backend.ingestion import Ingestor
-from backend.persistence import BarFlusher, resume_from_storage
+from backend.config import RESUME_MAX_AGE_S, FeedConfig
+from backend.feed.build import build_feed
+from backend.feed.history import HistoryOptions
 from backend.signals import stop_on_signals
-from backend.state import TickStore
 from backend.storage import ClaimLost, open_store
+from backend.storage.persistence import BarFlusher, resume_from_storage
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def run_collector(
 ) -> int:
     """Ingest until ``duration_s`` elapses or SIGINT/SIGTERM; returns the process exit code.
 
-    History is loaded first (``backend.history``) and saved like every bar. A restart within
+    History is loaded first (``backend.feed.history``) and saved like every bar. A restart within
     ``resume_max_age_s`` of the last save resumes exactly where that save ended, so even a
     SIGKILL loses nothing the exchange still serves over REST.
     """
@@ -40,14 +39,10 @@ def run_collector(
     except BaseException:
         db.close()
         raise
-    store = TickStore(
-        cfg.symbols, tick_capacity(len(cfg.symbols), cfg.tick_capacity), cfg.keep_1s_s
-    )
-    resumed = resume_from_storage(store, db, resume_max_age_s, history.seconds_1s)
-    ingestor = Ingestor(store, cfg)
-    loader = HistoryLoader(store, ingestor.rest, ingestor.backfiller, history, resumed)
-    loader.start()
-    ingestor.start()
+    feed = build_feed(
+        cfg, history, lambda s: resume_from_storage(s, db, resume_max_age_s, history.seconds_1s)
+    ).start()
+    store, ingestor = feed.store, feed.ingestor
     flusher = BarFlusher(store, db)
     stop = threading.Event()
     restore_signals = stop_on_signals(stop)
@@ -60,8 +55,7 @@ def run_collector(
             # Give open gaps a bounded chance to fill, then write everything, open bars included.
             ingestor.settle(settle_s)
     finally:
-        loader.stop()
-        ingestor.stop()
+        feed.stop()
         if lost is None and _holds_claims(db):
             flusher.flush()
         restore_signals()

@@ -1,40 +1,38 @@
-"""Persistence of bars behind one small interface: ``open_store(target)`` gives the SQLite store
-(a file path: WAL mode, parameterised SQL, idempotent upserts) or the PostgreSQL one
-(``postgresql://...``, ``storage_pg``); both offer ``upsert``, ``load``, ``resume_points``,
-``symbols``, ``count``, ``claim``, ``check_claims``, ``collector_health`` and ``close``, and
-nothing above them knows which."""
+"""SQLite: WAL mode, parameterised SQL, idempotent upserts; one connection behind a lock."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
-
-from backend.records import (
-    BAR_COLUMNS,
-    TIMEFRAMES_MS,
-    Bars,
-    CollectorHealth,
-    GapStatus,
-    ResumePoint,
+from backend.storage.base import (
+    DEFAULT_DB,
+    HEALTH_SQL,
+    SCHEMA_VERSION,
+    StorageError,
+    bar_rows,
+    bars_from_rows,
+    claim_sql,
+    collector_id,
+    gap_rows,
+    gap_sql,
+    health_from_rows,
+    load_args,
+    load_sql,
 )
+from backend.store.records import BAR_COLUMNS, Bars, CollectorHealth, GapStatus, ResumePoint
+from backend.store.timeframes import sql_check
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps)
-DEFAULT_DB = "market.db"
-
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS bars (
     symbol TEXT NOT NULL,
-    timeframe TEXT NOT NULL CHECK (timeframe IN ('1s', '1m', '5m')),
+    timeframe TEXT NOT NULL CHECK (timeframe IN ({sql_check()})),
     open_time INTEGER NOT NULL,
     open REAL, high REAL, low REAL, close REAL,
     volume REAL, quote_volume REAL, trades INTEGER, taker_buy_volume REAL,
@@ -72,14 +70,6 @@ _UPSERT = (
     + " WHERE "
     + " OR ".join(f"bars.{c} IS NOT excluded.{c}" for c in _VALUE_COLUMNS)
 )
-
-
-class StorageError(RuntimeError):
-    """A database problem, worded for the user (locked, read-only, full, wrong schema)."""
-
-
-class ClaimLost(StorageError):
-    """Another collector holds a symbol this one was writing: it must stop."""
 
 
 class BarStore:
@@ -204,92 +194,6 @@ class BarStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def open_store(target: str | Path):
-    """The store for ``target``: a PostgreSQL URL (libpq syntax) or a SQLite file path."""
-    from backend.storage_pg import PgBarStore, is_postgres_url
-
-    if is_postgres_url(str(target)):
-        return PgBarStore(str(target))
-    return BarStore(target)
-
-
-def collector_id() -> tuple[str, int]:
-    """Who this process is in the ``collectors`` table: (host, pid)."""
-    return socket.gethostname(), os.getpid()
-
-
-def claim_sql(mark: str) -> str:
-    """(symbol, host, pid, started_at): the row a collector writes when it takes a symbol."""
-    return (
-        f"INSERT INTO collectors (symbol, host, pid, started_at) VALUES ({mark}, {mark}, "
-        f"{mark}, {mark}) ON CONFLICT (symbol) DO UPDATE SET host = excluded.host, "
-        "pid = excluded.pid, started_at = excluded.started_at, open_gaps = NULL, "
-        "missing_ids = NULL, updated_at = NULL"
-    )
-
-
-def gap_sql(mark: str) -> str:
-    """(open_gaps, missing_ids, updated_at, symbol, host, pid): only this process's own rows,
-    so a collector that lost a symbol to another never overwrites the other's counts."""
-    return (
-        f"UPDATE collectors SET open_gaps = {mark}, missing_ids = {mark}, updated_at = {mark} "
-        f"WHERE symbol = {mark} AND host = {mark} AND pid = {mark}"
-    )
-
-
-def gap_rows(gaps: Iterable[GapStatus], now_ms: int) -> list[tuple]:
-    me = collector_id()
-    return [(g.open_gaps, g.missing_ids, now_ms, g.symbol, *me) for g in gaps]
-
-
-HEALTH_SQL = (
-    "SELECT r.symbol, r.saved_at, r.open_time, c.host, c.pid, c.open_gaps, c.missing_ids "
-    "FROM resume_points r LEFT JOIN collectors c ON c.symbol = r.symbol ORDER BY r.symbol"
-)
-
-
-def health_from_rows(rows: list[tuple]) -> list[CollectorHealth]:
-    return [
-        CollectorHealth(
-            r[0], int(r[1]), int(r[2]), r[3], r[4], *(None if v is None else int(v) for v in r[5:])
-        )
-        for r in rows
-    ]
-
-
-def load_sql(mark: str) -> str:
-    """The range read of ``load``, with the driver's parameter mark (``?`` or ``%s``)."""
-    return (
-        f"SELECT {', '.join(BAR_COLUMNS)} FROM bars WHERE symbol = {mark} AND timeframe = {mark} "
-        f"AND open_time >= {mark} AND open_time <= {mark} ORDER BY open_time"
-    )
-
-
-def load_args(symbol: str, timeframe: str, since_ms: int | None, until_ms: int | None) -> tuple:
-    if timeframe not in TIMEFRAMES_MS:
-        raise ValueError(f"unknown timeframe {timeframe!r}")
-    return symbol, timeframe, since_ms or 0, until_ms if until_ms is not None else 2**62
-
-
-def bars_from_rows(symbol: str, timeframe: str, rows: list[tuple]) -> Bars:
-    """Rows of ``load_sql`` as ``Bars``."""
-    if not rows:
-        return Bars.empty(symbol, timeframe)
-    cols = list(zip(*rows, strict=True))
-    ints = {"open_time", "trades"}
-    arrays = [
-        np.array(col, dtype=np.int64 if name in ints else np.float64)
-        for name, col in zip(BAR_COLUMNS, cols, strict=True)
-    ]
-    return Bars(symbol, timeframe, *arrays)
-
-
-def bar_rows(bars: Bars):
-    cols = [getattr(bars, c).tolist() for c in BAR_COLUMNS]
-    for values in zip(*cols, strict=True):
-        yield (bars.symbol, bars.timeframe, *values)
 
 
 def _explain(exc: sqlite3.Error, path: str) -> str:

@@ -12,17 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.gaps import IdLedger
-from backend.records import (
+from backend.store.gaps import IdLedger
+from backend.store.records import (
     BAR_COLUMNS,
     TIMEFRAMES_MS,
     Bars,
     FundingEvents,
+    FundingSnapshot,
     MarkPrice,
     ResumePoint,
     TradeBatch,
 )
-from backend.resampling import SecondBars
+from backend.store.resampling import SecondBars
+from backend.store.timeframes import FOLD_MS
 
 # 30 bytes a tick: float64 price and qty; uint32 offsets of time, aggregate id and first trade id
 # from per-buffer bases; uint16 packing (l - f) in 15 bits and the buyer-maker flag in the top bit.
@@ -260,7 +262,7 @@ class _SymbolState:
 
 
 TRIM_EVERY_S = 1800  # 1s bars past the bound are folded away half an hour at a time
-_FOLD_S = 300  # fold at 5-minute boundaries: every 1m and 5m bar stays whole
+_FOLD_S = FOLD_MS // 1000  # fold at these boundaries: every folded bar stays whole
 
 
 class TickStore:
@@ -273,7 +275,7 @@ class TickStore:
         self, symbols: list[str], tick_capacity: int = 2_000_000, keep_1s_s: int | None = None
     ) -> None:
         if keep_1s_s is not None and keep_1s_s < _FOLD_S:
-            raise ValueError("keep at least 5 minutes of 1s bars")
+            raise ValueError(f"keep at least {_FOLD_S // 60} minutes of 1s bars")
         self._keep_1s_s = keep_1s_s
         self._lock = threading.Lock()
         self._version = 0
@@ -537,16 +539,6 @@ def _before(klines: Bars, built: Bars, since_ms: int | None) -> Bars:
         return built
     head = klines.slice(lo, hi)
     return Bars.concat([head, built]) if len(built) else head
-
-
-@dataclass(frozen=True, slots=True)
-class FundingSnapshot:
-    """The latest mark price of each symbol and each symbol's funding interval (hours);
-    a symbol is absent until known. ``updates`` counts mark prices received."""
-
-    marks: dict[str, MarkPrice]
-    interval_h: dict[str, int]
-    updates: int
 
 
 class MarkBook:

@@ -29,9 +29,15 @@ import numpy as np
 import pandas as pd
 
 from backend import analytics as an
-from backend.records import TIMEFRAMES_MS, Bars, FundingEvents, Instrument, QuoteBars
-from backend.resampling import align
-from backend.state import FundingSnapshot
+from backend.store.records import (
+    TIMEFRAMES_MS,
+    Bars,
+    FundingEvents,
+    FundingSnapshot,
+    Instrument,
+    QuoteBars,
+)
+from backend.store.resampling import align
 
 REGRESSION_METHODS = ("ols", "huber", "theil-sen", "kalman")
 BARS_PER_YEAR = {tf: 365 * 24 * 3600 * 1000 / ms for tf, ms in TIMEFRAMES_MS.items()}

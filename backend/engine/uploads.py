@@ -11,12 +11,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.csv_export import bars_to_csv
-from backend.pairs import ExecutionContext, scan_market, with_carry
-from backend.records import BAR_COLUMNS, MAX_PRICE, MAX_QTY, TIMEFRAMES_MS, Bars, Coverage
-from backend.resampling import SecondBars
-from backend.state import FundingSnapshot
-from backend.trade_files import SourceFormatError, parse_agg_trades_csv
+from backend.engine.csv_export import bars_to_csv
+from backend.engine.pairs import ExecutionContext, scan_market, with_carry
+from backend.feed.trade_files import SourceFormatError, parse_agg_trades_csv
+from backend.store.records import (
+    BAR_COLUMNS,
+    MAX_PRICE,
+    MAX_QTY,
+    TIMEFRAMES_MS,
+    Bars,
+    Coverage,
+    FundingSnapshot,
+)
+from backend.store.resampling import SecondBars
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 _REQUIRED = ("open", "high", "low", "close")

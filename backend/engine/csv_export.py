@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from backend.records import BAR_COLUMNS, Bars
+from backend.store.records import BAR_COLUMNS, Bars
 
 HEADER = ",".join(["symbol", "timeframe", *BAR_COLUMNS, "time"])
 

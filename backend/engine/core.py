@@ -6,27 +6,23 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from backend.config import (
-    DEFAULT_DB,
     DEFAULT_KEEP_1S_H,
     DEFAULT_REST_URL,
     DEFAULT_SYMBOLS,
     DEFAULT_WS_URL,
     RESUME_MAX_AGE_S,
-    SHARED_SAMPLE,
     ConfigError,
     FeedConfig,
     keep_1s_seconds,
     market_pick,
-    tick_capacity,
 )
-from backend.csv_export import BarsCsv
-from backend.db_source import DbPoller, StoredBars
-from backend.history import HistoryLoader, HistoryOptions
-from backend.ingestion import HealthSnapshot, Ingestor
-from backend.lru import Lru
-from backend.pairs import (
+from backend.engine.csv_export import BarsCsv
+from backend.engine.db_source import DbPoller, StoredBars
+from backend.engine.pair_service import PairService
+from backend.engine.pairs import (
     ExecutionContext,
     MarketScan,
     PairCarry,
@@ -34,17 +30,18 @@ from backend.pairs import (
     scan_market,
     with_carry,
 )
-from backend.persistence import resume_from_storage, save_all
-from backend.records import TIMEFRAMES_MS, Bars, Coverage
-from backend.rest import RestError, pick_symbols, unknown_symbols
-from backend.state import FundingSnapshot, StoreSnapshot, TickStore
+from backend.engine.sources import default_db, source
+from backend.feed.build import build_feed
+from backend.feed.history import HistoryOptions
+from backend.feed.rest import RestError, pick_symbols, unknown_symbols
+from backend.feed.streams import HealthSnapshot
+from backend.lru import Lru
 from backend.storage import open_store
+from backend.storage.persistence import resume_from_storage, save_all
+from backend.store.records import TIMEFRAMES_MS, Bars, Coverage, FundingSnapshot
+from backend.store.tick_store import StoreSnapshot
 
 log = logging.getLogger(__name__)
-
-SOURCES = ("live", "replay", "simulate", "db")
-# A looped replay streams the last hour of its recording by default; the rest is history.
-REPLAY_LIVE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class EngineOptions:
         """The SQLite file; replayed or simulated bars never mix with real ones by default."""
         if self.db:
             return self.db
-        return DEFAULT_DB if self.source in ("live", "db") else f"market-{self.source}.db"
+        return default_db(self.source)
 
 
 @dataclass(frozen=True)
@@ -134,8 +131,7 @@ class Engine:
     methods under "the page's only door"."""
 
     def __init__(self, opts: EngineOptions) -> None:
-        if opts.source not in SOURCES:
-            raise ValueError(f"unknown source {opts.source!r}; choose one of {', '.join(SOURCES)}")
+        self.spec = source(opts.source)  # an unknown source: ValueError naming the known ones
         self.opts = opts
         self.exchange = None
         self.db = open_store(opts.db_path)  # first: a bad path fails before any thread starts
@@ -148,7 +144,7 @@ class Engine:
             raise
 
     def _start(self, opts: EngineOptions) -> None:
-        if opts.source == "db":
+        if not self.spec.feed:
             self._start_from_db(opts)
         else:
             self._start_feed(opts)
@@ -157,6 +153,8 @@ class Engine:
         self._cache = Lru(32)  # slow pair figures and scans, per closed bar
         # Kalman block fits: a block's fit never changes, so each is made once (~0.3 s).
         self.fit_memo = Lru(4096)
+        # Every figure of a pair, for the engine's data and uploads alike, cached per closed bar.
+        self.pairs = PairService(self.cached, self.fit_memo)
 
     def _start_from_db(self, opts: EngineOptions) -> None:
         """No feed: the bars collectors write to ``--db``, read as they land. Without
@@ -176,20 +174,20 @@ class Engine:
 
     def _start_feed(self, opts: EngineOptions) -> None:
         ws_url, rest_url, symbols = opts.ws_url, opts.rest_url, list(opts.symbols)
-        if opts.source != "live":
-            self.exchange = self._local_exchange(opts)
+        if self.spec.local_exchange is not None:
+            self.exchange = self.spec.local_exchange(opts)
             self.exchange.start()
             ws_url, rest_url = self.exchange.ws_url, self.exchange.rest_url
             missing = [s for s in symbols if s not in self.exchange.symbols]
             symbols = [s for s in symbols if s in self.exchange.symbols] or self.exchange.symbols
         self.unknown_symbols: list[str] = []
-        if opts.source != "live" and opts.symbols != DEFAULT_SYMBOLS:
+        if self.exchange is not None and opts.symbols != DEFAULT_SYMBOLS:
             self.unknown_symbols = missing  # asked for, not in the recording / simulation
         picked, top = market_pick(symbols[0]) if len(symbols) == 1 else (False, None)
         if picked:  # "top:N" / "all": by 24 h quote volume, now (app.py allows it live only)
             symbols = pick_symbols(rest_url, top)
             log.info("picked %d symbols by 24 h quote volume: %s", len(symbols), symbols[:10])
-        elif opts.source == "live":
+        elif self.spec.listed_symbols:
             self.unknown_symbols = unknown_symbols(rest_url, symbols, timeout_s=3.0) or []
             symbols = [s for s in symbols if s not in self.unknown_symbols]
             if not symbols:
@@ -197,50 +195,24 @@ class Engine:
                     f"none of the symbols {', '.join(opts.symbols)} is listed at {rest_url}"
                 )
         self.symbols = symbols
-        self.store = TickStore(
-            symbols,
-            tick_capacity(len(symbols), opts.tick_capacity),
-            keep_1s_seconds(opts.keep_1s_h),
+        self.cfg = FeedConfig(
+            symbols=symbols,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            tick_capacity=opts.tick_capacity,
+            keep_1s_s=keep_1s_seconds(opts.keep_1s_h),
         )
-        self.cfg = FeedConfig(symbols=symbols, ws_url=ws_url, rest_url=rest_url)
-        self.resumed: dict[str, int] = {}
-        if opts.source == "live":
-            # Only Binance's ids continue across runs; a replay or simulation starts over.
-            self.resumed = resume_from_storage(
-                self.store, self.db, RESUME_MAX_AGE_S, history_s=opts.history_1s_s
-            )
-        self.ingestor = Ingestor(self.store, self.cfg)
-        self.history = HistoryLoader(
-            self.store, self.ingestor.rest, self.ingestor.backfiller, opts.history, self.resumed
-        )
-        self.history.start()
-        self.ingestor.start()
+        resume = None
+        if self.spec.ids_continue:  # only Binance's ids continue across runs
+            resume = partial(
+                resume_from_storage, db=self.db, max_age_s=RESUME_MAX_AGE_S,
+                history_s=opts.history_1s_s,
+            )  # fmt: skip
+        feed = build_feed(self.cfg, opts.history, resume).start()
+        self.store, self.ingestor, self.history = feed.store, feed.ingestor, feed.history
+        self.resumed = feed.resumed
         self._rules = MarketRules(self.ingestor.rest, symbols, self.ingestor.marks)
         self._rules.start()
-
-    @staticmethod
-    def _local_exchange(opts: EngineOptions):
-        from backend.exchange.server import LocalExchange
-        from backend.exchange.sources import Simulator, load_files
-
-        if opts.source == "simulate":
-            # Days before "now", enough for the 5m klines asked for, and the 1s history.
-            history_s = opts.history_bars * 300 + opts.history_1s_s + 600
-            return LocalExchange(simulator=Simulator(list(opts.symbols)), history_s=history_s)
-        files = list(opts.replay_files) or [str(SHARED_SAMPLE)]
-        trades = load_files(files)
-        history_s = opts.replay_history_s
-        if history_s is None:
-            times = [
-                int(b.trade_time_ms[-1] - b.trade_time_ms[0]) for b in trades.values() if len(b)
-            ]
-            history_s = max(0.0, max(times, default=0) / 1000 - REPLAY_LIVE_S)
-        # Speed 0 replays once as fast as the client reads (tests, quick looks); a timed replay
-        # loops so that a dashboard left open keeps moving.
-        speed = opts.replay_speed or None
-        return LocalExchange(
-            trades=trades, speed=speed, loop=speed is not None, history_s=history_s
-        )
 
     # --- the page's only door into the backend ---------------------------------------------
 
@@ -275,10 +247,10 @@ class Engine:
 
     def save(self, progress=None) -> int:
         """Every bar and the resume points in one transaction; rows inserted or changed."""
-        if self.opts.source == "db":
+        if not self.spec.feed:
             return 0  # the bars came from the database: the collectors save them
         with self.save_lock:
-            return save_all(self.store, self.db, progress, resume=self.opts.source == "live")
+            return save_all(self.store, self.db, progress, resume=self.spec.ids_continue)
 
     def cached(self, key, compute):
         """``compute()`` once per ``key`` for every viewer of this engine (the slow pair
@@ -308,12 +280,11 @@ class Engine:
         """Where funding, mark prices and basis come from: Binance ("recorded"), or the local
         exchange's simulation behind a replay or a simulated market ("simulated"); a
         ``--source db`` page streams none ("none")."""
-        if self.opts.source == "db":
-            return "none"
-        return "recorded" if self.opts.source == "live" else "simulated"
+        return self.spec.funding_source
 
     # The newest bar of a feed (or of the bars collectors write) is still forming.
     newest_is_open = True
+    key = "engine"  # names the engine's data in the shared caches (uploads name their files)
 
     def execution_context(self, symbols, timeframe: str) -> ExecutionContext:
         """What the backtest of ``symbols`` on ``timeframe`` knows beyond the bars: lot rules

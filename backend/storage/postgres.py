@@ -22,8 +22,7 @@ from urllib.parse import unquote
 
 import psycopg
 
-from backend.records import BAR_COLUMNS, Bars, CollectorHealth, GapStatus, ResumePoint
-from backend.storage import (
+from backend.storage.base import (
     HEALTH_SQL,
     SCHEMA_VERSION,
     ClaimLost,
@@ -38,15 +37,17 @@ from backend.storage import (
     load_args,
     load_sql,
 )
+from backend.store.records import BAR_COLUMNS, Bars, CollectorHealth, GapStatus, ResumePoint
+from backend.store.timeframes import sql_check
 
 log = logging.getLogger(__name__)
 
 _ALL = ("symbol", "timeframe", *BAR_COLUMNS)
 _VALUES = BAR_COLUMNS[1:]
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS bars (
     symbol TEXT NOT NULL,
-    timeframe TEXT NOT NULL CHECK (timeframe IN ('1s', '1m', '5m')),
+    timeframe TEXT NOT NULL CHECK (timeframe IN ({sql_check()})),
     open_time BIGINT NOT NULL,
     open DOUBLE PRECISION, high DOUBLE PRECISION, low DOUBLE PRECISION,
     close DOUBLE PRECISION, volume DOUBLE PRECISION, quote_volume DOUBLE PRECISION,

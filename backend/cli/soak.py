@@ -19,14 +19,15 @@ from pathlib import Path
 
 from backend.config import SHARED_SAMPLE, FeedConfig
 from backend.exchange.sources import load_files
-from backend.ingestion import Ingestor
-from backend.persistence import BarFlusher
+from backend.feed.build import build_feed
+from backend.feed.streams import Ingestor
 from backend.signals import die_with_parent
-from backend.state import TickStore
 from backend.storage import open_store
+from backend.storage.persistence import BarFlusher
+from backend.store.tick_store import TickStore
 
 log = logging.getLogger(__name__)
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,10 @@ def run_soak(opts: SoakOptions, out=sys.stdout, stop: threading.Event | None = N
         tick_capacity=opts.tick_capacity,
         funding=False,  # the soak measures the trade feed and its bars
         quotes=False,
+        keep_1s_s=None,  # every 1s bar kept: the soak measures memory as it grows
     )
-    store = TickStore(symbols, opts.tick_capacity)
-    ingestor = Ingestor(store, cfg).start()
+    feed = build_feed(cfg).start()  # no history: the replay starts the store
+    store, ingestor = feed.store, feed.ingestor
     flusher = BarFlusher(store, db)
     stop = stop or threading.Event()
     started = time.monotonic()

@@ -6,7 +6,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-TIMEFRAMES_MS: dict[str, int] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+from backend.store.timeframes import TIMEFRAMES_MS  # noqa: F401 - re-exported: bars are read by timeframe
+
 # No listed contract trades near these (BTC ~1e5 USDT, the largest quantities ~1e9): a value
 # beyond is a corrupt row, refused or skipped wherever prices and sizes come in.
 MAX_PRICE = 1e9
@@ -318,3 +319,23 @@ class QuoteBars:
             hit = self.open_time[i] == open_time_ms
             out[hit] = column[i[hit]]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class FundingSnapshot:
+    """The latest mark price of each symbol and each symbol's funding interval (hours);
+    a symbol is absent until known. ``updates`` counts mark prices received."""
+
+    marks: dict[str, MarkPrice]
+    interval_h: dict[str, int]
+    updates: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quotes:
+    """Best bid and ask updates of one symbol, in arrival order."""
+
+    symbol: str
+    time_ms: np.ndarray  # int64: the transaction time (T)
+    bid: np.ndarray
+    ask: np.ndarray

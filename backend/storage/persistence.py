@@ -8,9 +8,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from backend.records import TIMEFRAMES_MS, GapStatus
-from backend.state import TickStore
 from backend.storage import BarStore, StorageError
+from backend.store.records import TIMEFRAMES_MS, GapStatus
+from backend.store.tick_store import TickStore
+from backend.store.timeframes import FOLD_MS, floor_ms
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,11 @@ def resume_from_storage(
         if age_s > max_age_s:
             log.info("%s: last save %.0fs ago, too old to resume; starting afresh", symbol, age_s)
             continue
-        start = (point.open_time_ms - int(history_s * 1000)) // 300_000 * 300_000
+        start = floor_ms(point.open_time_ms - int(history_s * 1000), FOLD_MS)
         history = db.load(symbol, "1s", since_ms=start, until_ms=point.open_time_ms - 1)
         store.resume(point, history)
         first = int(history.open_time[0]) if len(history) else point.open_time_ms
-        resumed[symbol] = first // 300_000 * 300_000
+        resumed[symbol] = floor_ms(first, FOLD_MS)
         log.info(
             "%s: resuming from aggregate id %d (%d stored 1s bars loaded)",
             symbol,

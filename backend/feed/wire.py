@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from backend.records import (
+from backend.store.records import (
     BAR_COLUMNS,
     TIMEFRAMES_MS,
     AggTrade,
@@ -54,6 +54,7 @@ from backend.records import (
     FundingEvents,
     Instrument,
     MarkPrice,
+    Quotes,
     TradeBatch,
     sane_price_qty,
 )
@@ -543,16 +544,6 @@ class _BookCombined(msgspec.Struct, gc=False):
 _book_batch_decoder = msgspec.json.Decoder(list[_BookCombined])
 _book_combined_decoder = msgspec.json.Decoder(_BookCombined)
 _book_raw_decoder = msgspec.json.Decoder(_BookEvent)
-
-
-@dataclass(frozen=True, slots=True)
-class Quotes:
-    """Best bid and ask updates of one symbol, in arrival order."""
-
-    symbol: str
-    time_ms: np.ndarray  # int64: the transaction time (T)
-    bid: np.ndarray
-    ask: np.ndarray
 
 
 class BookTickerDecoder:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend import analytics as an
-from backend.pairs import (
+from backend.engine.pairs import (
     BACKTEST_ANCHOR_BARS,
     MEAN_REVERSION_P,
     NO_CONTEXT,
@@ -38,8 +38,8 @@ from backend.pairs import (
     leg_data,
     robust_stride,
 )
-from backend.records import TIMEFRAMES_MS, Bars
-from backend.resampling import align_many
+from backend.store.records import TIMEFRAMES_MS, Bars
+from backend.store.resampling import align_many
 
 BASKET_SIZES = (3, 4)
 

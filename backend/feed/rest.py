@@ -13,14 +13,15 @@ import urllib.request
 from urllib.parse import urlencode
 
 from backend.config import ConfigError
-from backend.records import Bars, FundingEvents, Instrument, TradeBatch
-from backend.wire import (
+from backend.feed.wire import (
     RestFormatError,
     decode_funding_rates,
     decode_instruments,
     decode_rest_agg_trades,
     decode_rest_klines,
 )
+from backend.store.records import Bars, FundingEvents, Instrument, TradeBatch
+from backend.store.timeframes import KLINE_TIMEFRAMES
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ KLINES_MAX_LIMIT = 1500
 AGG_TRADES_MAX_SPAN_MS = 3_600_000  # startTime..endTime must be under an hour
 WEIGHT_BUDGET_1M = 1800  # of Binance's 2400 a minute: leave room for other programs on the IP
 AGG_TRADES_WEIGHT = 20
-_INTERVALS = {"1m", "5m"}  # USD-M klines have no 1s interval: 1s bars come from aggTrades
 
 
 def klines_weight(limit: int) -> int:
@@ -122,7 +122,7 @@ class RestClient:
 
     def klines(self, symbol: str, timeframe: str, end_ms: int, limit: int) -> Bars:
         """The ``limit`` klines of ``timeframe`` with open time at or before ``end_ms``."""
-        if timeframe not in _INTERVALS:
+        if timeframe not in KLINE_TIMEFRAMES:  # USD-M has no 1s klines: aggTrades instead
             raise ValueError(f"no USD-M klines for {timeframe!r}")
         params = {
             "symbol": symbol,

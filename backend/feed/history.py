@@ -27,15 +27,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from backend.ingestion import Backfiller, Backoff
-from backend.records import Bars
-from backend.rest import AGG_TRADES_MAX_SPAN_MS, KLINES_MAX_LIMIT, RestClient, RestError
-from backend.state import TickStore
+from backend.feed.rest import AGG_TRADES_MAX_SPAN_MS, KLINES_MAX_LIMIT, RestClient, RestError
+from backend.feed.streams import Backfiller, Backoff
+from backend.store.records import Bars
+from backend.store.tick_store import TickStore
+from backend.store.timeframes import FOLD_MS, KLINE_TIMEFRAMES, floor_ms
 
 log = logging.getLogger(__name__)
-
-FIVE_MINUTES_MS = 300_000
-KLINE_TIMEFRAMES = ("5m", "1m")  # 5m first: it reaches furthest back for the same weight
 
 
 @dataclass(frozen=True)
@@ -50,9 +48,9 @@ class HistoryOptions:
 
 
 def seconds_start_ms(now_ms: int, seconds_1s: float) -> int:
-    """Where the 1s history starts: the 5-minute boundary at or before ``now - seconds_1s``,
-    so the current 5-minute period is always built from trades."""
-    return (now_ms - int(seconds_1s * 1000)) // FIVE_MINUTES_MS * FIVE_MINUTES_MS
+    """Where the 1s history starts: the fold boundary (``FOLD_MS``, 5 minutes) at or before
+    ``now - seconds_1s``, so the current fold period is always built from trades."""
+    return floor_ms(now_ms - int(seconds_1s * 1000), FOLD_MS)
 
 
 class HistoryLoader(threading.Thread):
