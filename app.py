@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from backend import options
 from backend.config import (
-    DEFAULT_KEEP_1S_H,
-    DEFAULT_REST_URL,
-    DEFAULT_SYMBOLS,
-    DEFAULT_WS_URL,
     ConfigError,
     check_files,
     check_url,
@@ -37,24 +32,14 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="streamlit run app.py --", exit_on_error=False, add_help=False)
     parser.add_argument("-h", "--help", action="store_true", help="show these options")
-    env = os.environ.get  # PAIRDASH_* variables set defaults; flags win
-    parser.add_argument("--source", choices=SOURCES, default=env("PAIRDASH_SOURCE", "live"))
-    parser.add_argument(
-        "--symbols",
-        default=env("PAIRDASH_SYMBOLS", ",".join(DEFAULT_SYMBOLS)),
-        help="comma-separated, or top:N / all: the perpetuals with the largest 24 h quote "
-        "volume (live only)",
-    )
-    parser.add_argument("--ws-url", default=env("PAIRDASH_WS_URL", DEFAULT_WS_URL))
-    parser.add_argument("--rest-url", default=env("PAIRDASH_REST_URL", DEFAULT_REST_URL))
+    # Options and their PAIRDASH_* variables are defined once (backend/options.py); flags win.
     # Without --db: market.db for live data, market-replay.db / market-simulate.db otherwise.
-    parser.add_argument("--db", type=options.DB, default=env("PAIRDASH_DB") or None)
+    options.add(
+        parser, "--source", "--symbols", "--ws-url", "--rest-url", "--db",
+        **{"--source": {"choices": SOURCES}, "--db": {"default": None}},
+    )  # fmt: skip
     parser.add_argument("--replay-files", nargs="*", default=[])
-    parser.add_argument(
-        "--replay-speed",
-        type=options.REPLAY_SPEED,
-        default=env("PAIRDASH_REPLAY_SPEED", "1.0"),
-    )
+    options.add(parser, "--replay-speed")
     parser.add_argument(
         "--replay-history",
         type=options.REPLAY_HISTORY_S,
@@ -62,20 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the recording's first SECONDS are served as history (default: all but its last hour)",
     )
-    parser.add_argument(
-        "--history-bars", type=options.HISTORY_BARS, default=env("PAIRDASH_HISTORY_BARS", "1000")
-    )
-    parser.add_argument(
-        "--history-1s", type=options.HISTORY_1S_S, default=env("PAIRDASH_HISTORY_1S", "900")
-    )
-    parser.add_argument(
-        "--keep-1s",
-        type=options.KEEP_1S_H,
-        default=env("PAIRDASH_KEEP_1S", str(DEFAULT_KEEP_1S_H)),
-        metavar="HOURS",
-        help="1s bars kept in memory (older ones stay as 1m/5m bars and in the database; "
-        "0 keeps all)",
-    )
+    options.add(parser, "--history-bars", "--history-1s", "--keep-1s")
     return parser
 
 

@@ -1,14 +1,26 @@
-"""The options of the dashboard and of every command, checked one way: each numeric option has a
-kind, a range and a unit, and a value outside it (NaN, infinity, negative, too large, empty,
-not a number) is one line naming the flag and what it takes. argparse calls these as ``type=``;
-both ``app.py`` and ``backend.cli`` use them, so a flag means the same everywhere.
+"""The options of the dashboard and of every command, defined once (``FLAGS``: flag, check,
+default, the ``PAIRDASH_*`` variable that sets the default, help) and checked one way: each
+numeric option has a kind, a range and a unit, and a value outside it (NaN, infinity, negative,
+too large, empty, not a number) is one line naming the flag and what it takes. ``app.py`` and
+``backend.cli`` add them with ``add(parser, flag, ...)``, so a flag means the same everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from backend.config import (
+    DEFAULT_DB,
+    DEFAULT_KEEP_1S_H,
+    DEFAULT_REST_URL,
+    DEFAULT_SYMBOLS,
+    DEFAULT_WS_URL,
+)
+from backend.config import RESUME_MAX_AGE_S as RESUME_DEFAULT_S
 
 DAY_S = 86_400.0
 
@@ -88,3 +100,64 @@ CONNECTION_AGE_S = Number("seconds", 0, 365 * DAY_S)
 SEED = Number("seed", 0, 2**32 - 1, integer=True)
 DB = text("a SQLite file or a postgresql:// URL")
 HOST = text("a host name or address")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One option as argparse takes it; ``env`` names the variable that sets its default (an
+    empty variable is ignored; the flag wins over both)."""
+
+    flag: str
+    type: Callable | None = None
+    default: object = None
+    env: str | None = None
+    metavar: str | None = None
+    help: str | None = None
+    choices: tuple | None = None
+    nargs: str | None = None
+
+    def add(self, parser: argparse.ArgumentParser, **changes) -> None:
+        spec = replace(self, **changes)
+        default = spec.default
+        if spec.env and os.environ.get(spec.env, "").strip():
+            default = os.environ[spec.env]  # a string: argparse checks it with ``type``
+        kwargs = {"default": default}
+        for name in ("type", "metavar", "help", "choices", "nargs"):
+            if getattr(spec, name) is not None:
+                kwargs[name] = getattr(spec, name)
+        parser.add_argument(spec.flag, **kwargs)
+
+
+FLAGS: dict[str, Flag] = {
+    f.flag: f
+    for f in (
+        Flag("--source", None, "live", "PAIRDASH_SOURCE", help="where the data comes from"),
+        Flag("--symbols", None, ",".join(DEFAULT_SYMBOLS), "PAIRDASH_SYMBOLS",
+             help="comma-separated, or top:N / all: the perpetuals with the largest 24 h quote "
+             "volume (live only)"),
+        Flag("--ws-url", None, DEFAULT_WS_URL, "PAIRDASH_WS_URL"),
+        Flag("--rest-url", None, DEFAULT_REST_URL, "PAIRDASH_REST_URL"),
+        Flag("--db", DB, DEFAULT_DB, "PAIRDASH_DB"),
+        Flag("--history-bars", HISTORY_BARS, 1000, "PAIRDASH_HISTORY_BARS", "N",
+             "klines loaded at start, per kline timeframe (0 = none)"),
+        Flag("--history-1s", HISTORY_1S_S, 900.0, "PAIRDASH_HISTORY_1S", "SECONDS",
+             "1s bars built from aggregate trades at start, from the 5-minute boundary this far "
+             "back (the current 5-minute period at least)"),
+        Flag("--keep-1s", KEEP_1S_H, DEFAULT_KEEP_1S_H, "PAIRDASH_KEEP_1S", "HOURS",
+             "1s bars kept in memory (older ones stay as 1m/5m bars and in the database; 0 "
+             "keeps all)"),
+        Flag("--replay-speed", REPLAY_SPEED, 1.0, "PAIRDASH_REPLAY_SPEED",
+             help="times real time (0 = as fast as the client reads)"),
+        Flag("--duration", DURATION_S, None, None, "SECONDS"),
+        Flag("--flush-interval", FLUSH_INTERVAL_S, 2.0, None, "SECONDS"),
+        Flag("--resume-max-age", RESUME_MAX_AGE_S, RESUME_DEFAULT_S, None, "SECONDS",
+             "resume exactly (backfilling the outage) if the last save is at most this old"),
+    )
+}  # fmt: skip
+
+
+def add(parser: argparse.ArgumentParser, *flags: str, **changes) -> None:
+    """Add ``flags`` (from ``FLAGS``) to ``parser``; ``changes`` (by flag) alter one's fields,
+    e.g. ``add(p, "--db", **{"--db": {"default": None}})``."""
+    for flag in flags:
+        FLAGS[flag].add(parser, **changes.get(flag, {}))

@@ -225,3 +225,28 @@ def test_a_streamed_trade_at_an_absurd_price_is_skipped_and_counted():
     decoded = FrameDecoder(["BTCUSDT"]).decode([good, huge])
     assert decoded.batches["BTCUSDT"].agg_id.tolist() == [1]
     assert decoded.skipped == {"bad_value": 1}
+
+
+ENV_NUMBERS = [f for f in options.FLAGS.values() if f.env and isinstance(f.type, options.Number)]
+
+
+@pytest.mark.parametrize("flag", ENV_NUMBERS, ids=lambda f: f.env)
+@pytest.mark.parametrize("junk", ["nan", "-inf", "-1", "abc", "1e308"])
+def test_a_junk_environment_variable_is_one_line_naming_its_flag(monkeypatch, flag, junk):
+    monkeypatch.setenv(flag.env, junk)  # every range is finite and starts at 0 or above
+    with pytest.raises(ConfigError) as caught:
+        app.parse_options([])
+    assert flag.flag in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_variable_sets_the_default_and_the_flag_wins(monkeypatch):
+    monkeypatch.setenv("PAIRDASH_HISTORY_BARS", "250")
+    monkeypatch.setenv("PAIRDASH_SYMBOLS", "solusdt,xrpusdt")
+    assert app.parse_options([]).history_bars == 250
+    assert app.parse_options(["--history-bars", "40"]).history_bars == 40
+    assert app.parse_options([]).symbols == ("SOLUSDT", "XRPUSDT")
+    monkeypatch.setenv("PAIRDASH_HISTORY_BARS", " ")  # an empty variable is ignored
+    assert app.parse_options([]).history_bars == 1000
+    # The commands take the same variables and the same flags.
+    args = cli.build_parser().parse_args(["collect"])
+    assert args.symbols == "solusdt,xrpusdt" and args.history_bars == 1000

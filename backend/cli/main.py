@@ -9,12 +9,6 @@ import threading
 
 from backend import options
 from backend.config import (
-    DEFAULT_DB,
-    DEFAULT_KEEP_1S_H,
-    DEFAULT_REST_URL,
-    DEFAULT_SYMBOLS,
-    DEFAULT_WS_URL,
-    RESUME_MAX_AGE_S,
     SHARED_SAMPLE,
     ConfigError,
     FeedConfig,
@@ -38,24 +32,6 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _history_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--history-bars",
-        type=options.HISTORY_BARS,
-        default=1000,
-        metavar="N",
-        help="1m and 5m klines loaded at start, per timeframe (0 = none)",
-    )
-    parser.add_argument(
-        "--history-1s",
-        type=options.HISTORY_1S_S,
-        default=900.0,
-        metavar="SECONDS",
-        help="1s bars built from aggregate trades at start, from the 5-minute boundary this far "
-        "back (the current 5-minute period at least)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m backend", description=__doc__)
     parser.add_argument(
@@ -64,33 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("collect", help="ingest live trades and persist 1s/1m/5m bars to SQLite")
-    c.add_argument(
-        "--symbols",
-        default=",".join(DEFAULT_SYMBOLS),
-        help="comma-separated, or top:N / all: the perpetuals with the largest 24 h quote volume",
-    )
-    c.add_argument("--ws-url", default=DEFAULT_WS_URL)
-    c.add_argument("--rest-url", default=DEFAULT_REST_URL)
-    c.add_argument("--db", type=options.DB, default=DEFAULT_DB)
-    c.add_argument("--duration", type=options.DURATION_S, default=None, metavar="SECONDS")
-    c.add_argument(
-        "--flush-interval", type=options.FLUSH_INTERVAL_S, default=2.0, metavar="SECONDS"
-    )
-    c.add_argument(
-        "--resume-max-age",
-        type=options.RESUME_MAX_AGE_S,
-        default=RESUME_MAX_AGE_S,
-        metavar="SECONDS",
-        help="resume exactly (backfilling the outage) if the last save is at most this old",
-    )
-    _history_flags(c)
-    c.add_argument(
-        "--keep-1s",
-        type=options.KEEP_1S_H,
-        default=DEFAULT_KEEP_1S_H,
-        metavar="HOURS",
-        help="1s bars kept in memory (the database keeps all; 0 keeps all in memory too)",
-    )
+    options.add(
+        c, "--symbols", "--ws-url", "--rest-url", "--db", "--duration", "--flush-interval",
+        "--resume-max-age", "--history-bars", "--history-1s", "--keep-1s",
+        **{"--keep-1s": {"help": "1s bars kept in memory (the database keeps all; 0 keeps all "
+                                 "in memory too)"}},
+    )  # fmt: skip
 
     k = sub.add_parser(
         "soak", help="local exchange + collector at a fixed rate; reports each minute"
@@ -105,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the local Binance-compatible exchange")
     s.add_argument("--source", choices=["replay", "simulate"], default="replay")
     s.add_argument("--files", nargs="*", default=None, help="NDJSON / aggTrades CSV to replay")
-    s.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="simulated symbols")
+    options.add(s, "--symbols", **{"--symbols": {"help": "simulated symbols"}})
     s.add_argument("--seed", type=options.SEED, default=7)
     s.add_argument("--host", type=options.HOST, default="127.0.0.1")
     s.add_argument("--port", type=options.PORT, default=0, help="0 picks a free port")
     s.add_argument(
         "--speed", type=options.REPLAY_SPEED, default=1.0, help="0 = as fast as possible"
     )
-    s.add_argument("--duration", type=options.DURATION_S, default=None, metavar="SECONDS")
+    options.add(s, "--duration")
     s.add_argument(
         "--history",
         type=options.SIM_HISTORY_S,
