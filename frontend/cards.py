@@ -1,10 +1,9 @@
 """Figures drawn as one HTML block instead of one ``st.metric`` each.
 
 Every refresh re-sends a fragment's elements and the browser re-renders each of them: eight
-metrics in two rows of columns, redrawn once a second, cost Chromium's JavaScript ~3x what
-one ``st.html`` block of the same eight cards does (CPU profiles of both over 15 s here;
-bench/bench_page.py measures the whole page). The cards look like metrics: a label, a value,
-the help on hover (the label's ?).
+metrics in two rows of columns, redrawn once a second, cost the browser several times what one
+``st.html`` block of the same eight cards does (docs/benchmarks.md: design measurements). The
+cards look like metrics: a label, a value, the help on hover (the label's ?).
 """
 
 from __future__ import annotations

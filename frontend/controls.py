@@ -20,8 +20,8 @@ HINDSIGHT = "Fixed β from the latest window (hindsight)"
 # The first is the default: a trade is on screen within it plus render time (target 500 ms).
 REFRESH_CHOICES = ("0.25 s", "0.5 s", "1 s", "2 s", "5 s", "10 s", "30 s", "60 s", "paused")
 
-# A chart redrawn costs the browser far more than anything else on the page (two 600-candle
-# charts ~1 s of a core in Chromium here, bench/bench_page.py): the charts sit in a fragment
+# A chart redrawn costs the browser far more than anything else on the page
+# (docs/benchmarks.md: design measurements): the charts sit in a fragment
 # of their own that runs this often and redraws a chart only when its data changed. "bar
 # close" redraws when a bar closes (the live bar then shows as it was).
 CHART_CHOICES = ("1 s", "2 s", "5 s", "10 s", "30 s", "60 s", "bar close")
@@ -116,8 +116,7 @@ def sidebar(data, live: bool = True) -> Controls | None:
     if adf_mode == "On demand" and sb.button("Run ADF now"):
         st.session_state["adf_request"] = time.time()
     # The rest folded: the browser re-renders every widget on the page at each run of any
-    # fragment (CPU profiles here, 16 widgets beside a 0.25 s strip: +9 % of a core in view,
-    # +5 % folded).
+    # fragment, and folded widgets cost it less (docs/benchmarks.md: design measurements).
     more = sb.expander("More settings: spread, correlation, bars shown")
     spread_mode = more.radio(
         "Spread",

@@ -161,8 +161,8 @@ VIEWS = ("Prices", "Spread & z-score", "Correlation", "Hedge ratio β", "Backtes
 
 def analysis_views(engine: Engine, data, controls: Controls, report: PairReport) -> None:
     """One view at a time, chosen with a radio: only it is computed and sent. Not ``st.tabs``:
-    a fragment redrawing charts inside tabs cost Chromium twice as much per redraw here
-    (bench/bench_page.py: renderer 51 % of a core with tabs, 32 % without)."""
+    a fragment redrawing charts inside tabs costs the browser more per redraw
+    (docs/benchmarks.md: design measurements)."""
     p = controls.params
     yb, xb, live, slow = report.yb, report.xb, report.live, report.slow
     shown = slice(-controls.shown_bars, None)

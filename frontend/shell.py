@@ -26,10 +26,10 @@ def release_engine(engine: Engine) -> None:
 def get_engine(opts: EngineOptions) -> Engine:
     engine = Engine(opts)
     engines().add(engine)  # the strip's route reads it from there
-    # Streamlit runs a full gc.collect() after every script run, fragments included: with
-    # pandas, statsmodels and plotly loaded that walks ~200,000 long-lived objects, 100+ ms
-    # a time, five runs a second (measured: 70 % of the server's CPU). Moving what exists now
-    # (modules, the engine) out of the collector's sight leaves it only each run's garbage.
+    # Streamlit runs a full gc.collect() after every script run, fragments included, and with
+    # pandas, statsmodels and plotly loaded that walks every long-lived object each time
+    # (docs/benchmarks.md: design measurements). Moving what exists now (modules, the engine)
+    # out of the collector's sight leaves it only each run's garbage.
     gc.freeze()
     return engine
 

@@ -51,7 +51,7 @@ KALMAN_FIT_BARS = 800  # each block's noise: the bars before it
 KALMAN_REFIT_BARS = 200  # block length; blocks start at multiples of it (UTC)
 _LOGIT = lambda p: math.log(p / (1 - p))  # noqa: E731
 # Starting points: beta noise from none to fast, spread noise from none to dominant, phi from
-# quick reversion to nearly a random walk. The likelihood of all 80 costs ~60 ms at 800 bars.
+# quick reversion to nearly a random walk (their cost: docs/benchmarks.md, bench_backtest.py).
 KALMAN_GRID = tuple(
     (b, s, _LOGIT(f))
     for b, s, f in itertools.product(
