@@ -13,6 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from backend.store.timeframes import TIMEFRAMES_MS
 from tests.conftest import ROOT, card_values, reference_bars
 
 APP = str(ROOT / "app.py")
@@ -236,7 +237,7 @@ def test_save_to_sqlite_writes_every_bar(app_env, dec_trades):
     conn = sqlite3.connect(app_env / "market.db")
     rows = conn.execute("SELECT COUNT(*) FROM bars").fetchone()[0]
     expected_rows = sum(
-        len(reference_bars(b, ms)) for b in dec_trades.values() for ms in (1_000, 60_000, 300_000)
+        len(reference_bars(b, ms)) for b in dec_trades.values() for ms in TIMEFRAMES_MS.values()
     )
     assert written == rows == expected_rows
     [b for b in at.button if b.label.startswith("Save to SQLite")][0].click().run()

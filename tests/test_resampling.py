@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from backend.store.records import TIMEFRAMES_MS
-from backend.store.resampling import SecondBars, align, bars_from_trades
+from backend.store.records import TIMEFRAMES_MS, Bars
+from backend.store.resampling import SecondBars, align, bars_from_trades, fold_bars
 from tests.conftest import assert_bars_equal, reference_bars, trades_batch
 
 S = "BTCUSDT"
@@ -173,3 +173,39 @@ def test_align_of_irregular_bars_uses_the_common_times():
     a, b = bars([0, 500, 2_000, 3_000]), bars([0, 1_000, 2_000, 3_000])
     xa, xb = align(a, b)
     assert xa.open_time.tolist() == [0, 2_000, 3_000] and xb.close.tolist() == [1.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("timeframe", ["15m", "1h", "4h", "1d"])
+def test_longer_bars_folded_from_1m_equal_bars_built_from_the_trades(dec_trades, timeframe):
+    """Folding 1m bars (quiet minutes flat at the close before them) gives what the trades give
+    directly: quiet minutes set no open, high or low."""
+    for trades in dec_trades.values():
+        minutes = bars_from_trades(trades, "1m")
+        assert_bars_equal(
+            fold_bars(minutes, timeframe, first_is_whole=True).to_frame(),
+            reference_bars(trades, TIMEFRAMES_MS[timeframe]),
+            timeframe,
+        )
+
+
+def test_folding_skips_quiet_minutes_and_a_partial_first_bar():
+    # 1h bars from 1m bars by hand: hour 0 starts at minute 58 (partial), hour 1 has a quiet
+    # first minute (flat at 10.0, the close before) then trades at 12, 9 and 11.
+    h = 3_600_000
+    t = np.array([h - 120_000, h - 60_000, h, h + 60_000, h + 120_000])
+    o = np.array([10.0, 10.0, 10.0, 12.0, 9.0])
+    hi = np.array([10.5, 10.0, 10.0, 12.5, 11.0])
+    lo = np.array([9.5, 10.0, 10.0, 8.0, 9.0])
+    c = np.array([10.0, 10.0, 10.0, 9.0, 11.0])
+    trades = np.array([3, 0, 0, 2, 4])
+    vol = np.array([1.0, 0.0, 0.0, 2.0, 3.0])
+    m = Bars("X", "1m", t, o, hi, lo, c, vol, vol * 10, trades, vol / 2)
+    out = fold_bars(m, "1h")
+    assert out.open_time.tolist() == [h]  # the partial hour 0 is left out
+    assert (out.open[0], out.high[0], out.low[0], out.close[0]) == (12.0, 12.5, 8.0, 11.0)
+    assert (out.volume[0], out.trades[0], out.taker_buy_volume[0]) == (5.0, 6, 2.5)
+    both = fold_bars(m, "1h", first_is_whole=True)
+    assert both.open_time.tolist() == [0, h] and both.open[0] == 10.0 and both.high[0] == 10.5
+    quiet = fold_bars(m.slice(1, 3), "1h", first_is_whole=True)  # no trade at all: flat
+    assert (quiet.open.tolist(), quiet.high.tolist(), quiet.trades.tolist()) == (
+        [10.0, 10.0], [10.0, 10.0], [0, 0])  # fmt: skip

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from backend.store.timeframes import TIMEFRAMES_MS
 from tests.conftest import ROOT
 
 
@@ -45,7 +46,7 @@ def test_soak_into_postgresql_names_the_url_without_its_password(shared_data, pg
         tfs = conn.execute("SELECT symbol, timeframe, count(*) FROM bars GROUP BY 1, 2").fetchall()
         who = conn.execute("SELECT symbol, pid, open_gaps FROM collectors ORDER BY 1").fetchall()
     assert {(s, tf) for s, tf, n in tfs if n > 0} == {
-        (s, tf) for s in ("BTCUSDT", "ETHUSDT") for tf in ("1s", "1m", "5m")
+        (s, tf) for s in ("BTCUSDT", "ETHUSDT") for tf in TIMEFRAMES_MS
     }
     assert who == [("BTCUSDT", proc.pid, 0), ("ETHUSDT", proc.pid, 0)]  # the soak is the writer
 

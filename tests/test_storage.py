@@ -5,9 +5,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from backend.storage import SCHEMA_VERSION, BarStore, StorageError
+from backend.storage import SCHEMA_VERSION, BarStore, StorageError, bar_rows
 from backend.store.records import BAR_COLUMNS
 from backend.store.resampling import bars_from_trades
+from backend.store.timeframes import TIMEFRAMES_MS
 from tests.conftest import trades_batch
 
 
@@ -133,7 +134,7 @@ def test_disk_full_is_explained_and_the_pending_bars_are_saved_on_retry(tmp_path
     assert db.count() == 0 and db.resume_points() == {}
     db._conn.execute("PRAGMA max_page_count = 1073741823")
     written = flusher.flush()
-    expected = sum(len(store.bars("ETHUSDT", tf)) for tf in ("1s", "1m", "5m"))
+    expected = sum(len(store.bars("ETHUSDT", tf)) for tf in TIMEFRAMES_MS)
     assert written == expected == db.count() and flusher.last_error is None
     assert list(db.resume_points()) == ["ETHUSDT"]
     assert db._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -219,3 +220,32 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path):
     assert db.count() == 4 and db.resume_points() == {}
     assert db._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
+
+
+V3_BARS = (  # the bars table as schema version 3 made it: three timeframes
+    "CREATE TABLE bars (symbol TEXT NOT NULL, timeframe TEXT NOT NULL CHECK (timeframe IN "
+    "('1s', '1m', '5m')), open_time INTEGER NOT NULL, open REAL, high REAL, low REAL, close REAL, "
+    "volume REAL, quote_volume REAL, trades INTEGER, taker_buy_volume REAL, "
+    "PRIMARY KEY (symbol, timeframe, open_time)) WITHOUT ROWID"
+)
+
+
+def test_a_version_3_database_is_migrated_in_place_to_every_timeframe(tmp_path, dec_trades):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(V3_BARS)
+    minutes = bars_from_trades(dec_trades["ETHUSDT"], "1m")
+    conn.executemany(f"INSERT INTO bars VALUES ({', '.join('?' * 11)})", list(bar_rows(minutes)))
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    with pytest.raises(sqlite3.IntegrityError):  # what an old table does with a 1h bar
+        conn.execute("INSERT INTO bars (symbol, timeframe, open_time) VALUES ('X', '1h', 0)")
+    conn.close()
+    db = BarStore(path)
+    assert db._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.load("ETHUSDT", "1m").to_frame().equals(minutes.to_frame())  # nothing lost
+    hours = bars_from_trades(dec_trades["ETHUSDT"], "1h")
+    assert db.upsert([hours]) == len(hours) == 1
+    assert db.load("ETHUSDT", "1h").to_frame().equals(hours.to_frame())
+    db.close()
+    assert BarStore(path).count() == len(minutes) + 1  # opening it again changes nothing

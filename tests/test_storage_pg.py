@@ -309,3 +309,31 @@ def test_the_dashboards_engine_saves_into_postgresql(pg_url):
             db.close()
     finally:
         engine.stop()
+
+
+def test_a_version_3_database_takes_every_timeframe_after_migrating(pg_url, pg_cluster, dec_trades):
+    import psycopg
+
+    name = pg_url.rsplit("/", 1)[1]
+    for statement in (  # the bars table as version 3 made it, with a bar in it
+        "CREATE TABLE bars (symbol TEXT NOT NULL, timeframe TEXT NOT NULL CHECK (timeframe IN "
+        "('1s', '1m', '5m')), open_time BIGINT NOT NULL, open DOUBLE PRECISION, "
+        "high DOUBLE PRECISION, low DOUBLE PRECISION, close DOUBLE PRECISION, "
+        "volume DOUBLE PRECISION, quote_volume DOUBLE PRECISION, trades BIGINT, "
+        "taker_buy_volume DOUBLE PRECISION, PRIMARY KEY (symbol, timeframe, open_time))",
+        "INSERT INTO bars VALUES ('ETHUSDT', '1m', 0, 1, 1, 1, 1, 1, 1, 1, 1)",
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        "INSERT INTO schema_version VALUES (3)",
+    ):
+        pg_cluster.sql(statement, db=name)
+    db = open_store(pg_url)
+    try:
+        hours = bars_from_trades(dec_trades["ETHUSDT"], "1h")
+        days = bars_from_trades(dec_trades["ETHUSDT"], "1d")
+        assert db.upsert([hours, days]) == 2
+        assert db.load("ETHUSDT", "1h").to_frame().equals(hours.to_frame())
+        assert db.load("ETHUSDT", "1m").open_time.tolist() == [0]  # the old bar kept
+    finally:
+        db.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

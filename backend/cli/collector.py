@@ -40,7 +40,9 @@ def run_collector(
         db.close()
         raise
     feed = build_feed(
-        cfg, history, lambda s: resume_from_storage(s, db, resume_max_age_s, history.seconds_1s)
+        cfg,
+        history,
+        lambda s: resume_from_storage(s, db, resume_max_age_s, history.seconds_1s, history.bars),
     ).start()
     store, ingestor = feed.store, feed.ingestor
     flusher = BarFlusher(store, db)

@@ -206,7 +206,7 @@ class Engine:
         if self.spec.ids_continue:  # only Binance's ids continue across runs
             resume = partial(
                 resume_from_storage, db=self.db, max_age_s=RESUME_MAX_AGE_S,
-                history_s=opts.history_1s_s,
+                history_s=opts.history_1s_s, history_bars=opts.history_bars,
             )  # fmt: skip
         feed = build_feed(self.cfg, opts.history, resume).start()
         self.store, self.ingestor, self.history = feed.store, feed.ingestor, feed.history

@@ -19,7 +19,7 @@ from backend.feed.streams import FeedHealth
 from backend.storage import StorageError
 from backend.store.records import TIMEFRAMES_MS, Bars, ResumePoint
 from backend.store.tick_store import HistoryStatus, MarkBook, StoreSnapshot, SymbolSnapshot
-from backend.store.timeframes import BASE, FOLDED
+from backend.store.timeframes import BASE, FOLDED, FROM_MINUTES
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class StoredBars:
         with self._lock:
             reach = {
                 tf: int(self._bars[(symbol, tf)].open_time[0])
-                for tf in FOLDED
+                for tf in (*FOLDED, *FROM_MINUTES)
                 if len(self._bars[(symbol, tf)])
             }
             seconds = self._bars[(symbol, "1s")]
@@ -142,7 +142,7 @@ class DbPoller(threading.Thread):
         complete = self._complete_before
         self._complete_before = {c.symbol: c.complete_to_ms for c in now_points}
         for symbol in self._stored.symbols:
-            for tf in (*FOLDED, BASE):  # 1m first: it says how recent the data is
+            for tf in (*FOLDED, *FROM_MINUTES, BASE):  # 1m first: it says how recent the data is
                 since = self._reread_from(symbol, tf, complete.get(symbol))
                 newest_1m = self._stored.newest_ms(symbol, FOLDED[0])
                 if since is None and tf == "1s" and self._keep_1s_s and newest_1m is not None:

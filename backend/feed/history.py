@@ -31,14 +31,14 @@ from backend.feed.rest import AGG_TRADES_MAX_SPAN_MS, KLINES_MAX_LIMIT, RestClie
 from backend.feed.streams import Backfiller, Backoff
 from backend.store.records import Bars
 from backend.store.tick_store import TickStore
-from backend.store.timeframes import FOLD_MS, KLINE_TIMEFRAMES, floor_ms
+from backend.store.timeframes import FOLD_MS, KLINE_TIMEFRAMES, floor_ms, kline_span
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class HistoryOptions:
-    bars: int = 1000  # --history-bars: klines per timeframe (1m, 5m)
+    bars: int = 1000  # --history-bars: klines per kline timeframe (1m ... 1d)
     seconds_1s: float = 900.0  # --history-1s: 1s bars from aggregate trades, at least this far
 
     def check(self) -> HistoryOptions:
@@ -101,7 +101,7 @@ class HistoryLoader(threading.Thread):
                 for tf in KLINE_TIMEFRAMES:
                     if self._stop_flag.is_set():
                         return
-                    self._load_klines(symbol, tf, starts[symbol])
+                    self._load_klines(symbol, tf, *kline_span(tf, starts[symbol], self._opts.bars))
                 self._set(symbol, "klines loaded")
             for symbol in self._store.symbols:
                 if self._stop_flag.is_set():
@@ -125,27 +125,31 @@ class HistoryLoader(threading.Thread):
             self._store.extend_back(symbol, start, int(first.agg_id[0]))
             self._backfiller.request(symbol, tail=True)
 
-    def _load_klines(self, symbol: str, tf: str, before_ms: int) -> None:
-        need = self._opts.bars
+    def _load_klines(self, symbol: str, tf: str, before_ms: int, need: int) -> None:
         if need <= 0:
             return
         pages = []
         end = before_ms - 1
+        exhausted = False  # the exchange has nothing older
         while need > 0:
             page = self._call(
                 lambda e=end, n=need: self._rest.klines(symbol, tf, e, min(n, KLINES_MAX_LIMIT)),
                 symbol,
             )
-            if page is None or not len(page):
+            if page is None:
+                break
+            if not len(page):
+                exhausted = True
                 break
             pages.append(page)
             need -= len(page)
             end = int(page.open_time[0]) - 1
             if len(page) < min(need + len(page), KLINES_MAX_LIMIT):
-                break  # the exchange has nothing older
-        if pages:
-            bars = pages[0] if len(pages) == 1 else Bars.concat(pages[::-1])
-            self._store.load_klines(symbol, bars)
+                exhausted = True
+                break
+        if pages or exhausted:
+            bars = Bars.concat(pages[::-1]) if pages else Bars.empty(symbol, tf)
+            self._store.load_klines(symbol, bars, from_listing=exhausted)
 
     def _call(self, fn, symbol: str | None = None):
         """``fn()`` within the weight budget, retried until it answers; None for a request the

@@ -11,7 +11,8 @@ import numpy as np
 
 from backend.store.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, CollectorHealth, GapStatus
 
-SCHEMA_VERSION = 3  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps)
+SCHEMA_VERSION = 4  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps);
+# 4: bars.timeframe takes every timeframe's label (15m ... 1d)
 DEFAULT_DB = "market.db"
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from backend.storage import BarStore, StorageError
 from backend.store.records import TIMEFRAMES_MS, GapStatus
 from backend.store.tick_store import TickStore
-from backend.store.timeframes import FOLD_MS, floor_ms
+from backend.store.timeframes import FOLD_MS, KLINE_TIMEFRAMES, floor_ms, kline_span
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,20 @@ class BarFlusher:
 
 
 def resume_from_storage(
-    store: TickStore, db: BarStore, max_age_s: float, history_s: float = 0.0
+    store: TickStore,
+    db: BarStore,
+    max_age_s: float,
+    history_s: float = 0.0,
+    history_bars: int = 1000,
 ) -> dict[str, int]:
     """Seed ``store`` from the resume points saved within ``max_age_s``; returns, per symbol
     resumed, where its 1s bars now start (klines go before that). Their stored 1s bars from
     ``history_s`` before the point (from a 5-minute boundary, so that every derived 1m/5m bar
     is complete) are loaded, and the backfill fetches the trades from the point on. An older
     point is not used: the outage is too long to backfill cheaply, so ingestion starts afresh
-    (the stored bars stay as they are)."""
+    (the stored bars stay as they are). Before the 1s bars, up to ``history_bars`` stored bars
+    of each kline timeframe are loaded as its klines (as ``HistoryLoader`` would from REST),
+    so the longer bars holding the seam are whole."""
     now_ms = time.time() * 1000
     resumed = {}
     for symbol, point in db.resume_points().items():
@@ -79,6 +85,7 @@ def resume_from_storage(
         store.resume(point, history)
         first = int(history.open_time[0]) if len(history) else point.open_time_ms
         resumed[symbol] = floor_ms(first, FOLD_MS)
+        _stored_klines(store, db, symbol, resumed[symbol], history_bars)
         log.info(
             "%s: resuming from aggregate id %d (%d stored 1s bars loaded)",
             symbol,
@@ -86,6 +93,16 @@ def resume_from_storage(
             len(history),
         )
     return resumed
+
+
+def _stored_klines(store: TickStore, db: BarStore, symbol: str, seam_ms: int, bars: int) -> None:
+    for tf in KLINE_TIMEFRAMES:
+        end_ms, n = kline_span(tf, seam_ms, bars)
+        if n:
+            since = end_ms - n * TIMEFRAMES_MS[tf]
+            stored = db.load(symbol, tf, since_ms=since, until_ms=end_ms - 1)
+            # Fewer than asked: the store holds all it ever saw of the symbol, from its start.
+            store.load_klines(symbol, stored, from_listing=len(stored) < n)
 
 
 def save_all(

@@ -149,6 +149,11 @@ class PgBarStore:
                     f"{self.path} has schema version {version}; this program knows {SCHEMA_VERSION}"
                 )
             elif version < SCHEMA_VERSION:  # the schema above has just brought it up to date
+                if version < 4:  # the timeframe CHECK takes every label
+                    cur.execute(
+                        "ALTER TABLE bars DROP CONSTRAINT IF EXISTS bars_timeframe_check, "
+                        f"ADD CONSTRAINT bars_timeframe_check CHECK (timeframe IN ({sql_check()}))"
+                    )
                 cur.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
 
     def _run(self, work: Callable[[psycopg.Connection], object]):

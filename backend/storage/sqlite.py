@@ -29,15 +29,16 @@ from backend.store.timeframes import sql_check
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS bars (
+_BARS = f"""(
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL CHECK (timeframe IN ({sql_check()})),
     open_time INTEGER NOT NULL,
     open REAL, high REAL, low REAL, close REAL,
     volume REAL, quote_volume REAL, trades INTEGER, taker_buy_volume REAL,
     PRIMARY KEY (symbol, timeframe, open_time)
-) WITHOUT ROWID;
+) WITHOUT ROWID"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS bars {_BARS};
 CREATE TABLE IF NOT EXISTS resume_points (
     symbol TEXT PRIMARY KEY,
     open_time INTEGER NOT NULL,
@@ -95,7 +96,27 @@ class BarStore:
                 f"{self.path} has schema version {version}; this program knows {SCHEMA_VERSION}"
             )
         self._conn.executescript(_SCHEMA)
+        if version < 4:  # SQLite cannot alter a CHECK: the table is rebuilt with the new one
+            self._widen_timeframes()
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _widen_timeframes(self) -> None:
+        """Every bar copied into a ``bars`` table whose timeframe CHECK takes every label, in
+        one transaction (a failure leaves the old table as it was)."""
+        (ddl,) = self._conn.execute("SELECT sql FROM sqlite_master WHERE name = 'bars'").fetchone()
+        if sql_check() in ddl:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(f"CREATE TABLE bars_widened {_BARS}")
+            self._conn.execute("INSERT INTO bars_widened SELECT * FROM bars")
+            self._conn.execute("DROP TABLE bars")
+            self._conn.execute("ALTER TABLE bars_widened RENAME TO bars")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        log.info("%s: bars table migrated to every timeframe (%s)", self.path, sql_check())
 
     def upsert(
         self,

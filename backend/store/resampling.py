@@ -307,3 +307,46 @@ def _regular(bars: Bars, step: int) -> bool:
 
 def _take(bars: Bars, index: np.ndarray) -> Bars:
     return Bars(bars.symbol, bars.timeframe, *(getattr(bars, n)[index] for n in BAR_COLUMNS))
+
+
+def fold_bars(bars: Bars, timeframe: str, first_is_whole: bool = False) -> Bars:
+    """Bars of the longer ``timeframe`` from consecutive shorter ones (e.g. 1m -> 1h), with
+    Binance's kline semantics: a bar holds the shorter bars whose open time floors to its own.
+    Only bars with trades count for open, high, low and close (a bar without trades is flat at
+    the close before it: it must not set a high or an open); volumes and trade counts add up.
+    A group without any trade is flat at the close of the group before it.
+
+    Exact when ``bars`` holds every shorter bar of each group: a first group that starts before
+    ``bars`` does is partial, and left out, unless ``first_is_whole`` (nothing traded before
+    ``bars`` start: the symbol was listed then)."""
+    step = TIMEFRAMES_MS[timeframe]
+    if not len(bars):
+        return Bars.empty(bars.symbol, timeframe)
+    group = bars.open_time // step * step
+    first = 0
+    if group[0] != bars.open_time[0] and not first_is_whole:  # it starts inside a group
+        first = int(np.searchsorted(group, group[0], "right"))
+    if first == len(bars):
+        return Bars.empty(bars.symbol, timeframe)
+    group = group[first:]
+    cols = {name: getattr(bars, name)[first:] for name in BAR_COLUMNS[1:]}
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1))
+    n = len(group)
+    traded = cols["trades"] > 0
+    index = np.arange(n)
+    first_traded = np.minimum.reduceat(np.where(traded, index, n), starts)
+    last_traded = np.maximum.reduceat(np.where(traded, index, -1), starts)
+    has = first_traded < n
+    flat = cols["close"][starts]  # an untraded group: its first bar is flat at the close before
+    out = {
+        "open": np.where(has, cols["open"][np.minimum(first_traded, n - 1)], flat),
+        "close": np.where(has, cols["close"][np.maximum(last_traded, 0)], flat),
+        "high": np.where(
+            has, np.fmax.reduceat(np.where(traded, cols["high"], np.nan), starts), flat
+        ),
+        "low": np.where(has, np.fmin.reduceat(np.where(traded, cols["low"], np.nan), starts), flat),
+    }
+    for name in ("volume", "quote_volume", "taker_buy_volume", "trades"):
+        out[name] = np.add.reduceat(cols[name], starts)
+    out["trades"] = out["trades"].astype(np.int64)
+    return Bars(bars.symbol, timeframe, group[starts], **{k: out[k] for k in BAR_COLUMNS[1:]})

@@ -23,8 +23,8 @@ from backend.store.records import (
     ResumePoint,
     TradeBatch,
 )
-from backend.store.resampling import SecondBars
-from backend.store.timeframes import FOLD_MS
+from backend.store.resampling import SecondBars, fold_bars
+from backend.store.timeframes import FOLD_MS, FROM_MINUTES, MINUTE, floor_ms
 
 # 30 bytes a tick: float64 price and qty; uint32 offsets of time, aggregate id and first trade id
 # from per-buffer bases; uint16 packing (l - f) in 15 bits and the buyer-maker flag in the top bit.
@@ -227,6 +227,7 @@ class _SymbolState:
         "resume",
         "klines",
         "klines_dirty_from",
+        "listed_from_start",
         "history",
         "min_id",
     )
@@ -244,6 +245,9 @@ class _SymbolState:
         self.resume: ResumePoint | None = None
         self.klines: dict[str, Bars] = {}  # 1m/5m bars before the 1s history (from klines)
         self.klines_dirty_from: int | None = None
+        # Timeframes whose klines reach the exchange's first bar of the symbol: nothing traded
+        # before them, so a longer bar they start inside of is whole.
+        self.listed_from_start: set[str] = set()
         self.history: HistoryFill | None = None
         self.min_id: int | None = None  # the lowest aggregate id held
 
@@ -404,9 +408,7 @@ class TickStore:
             st = self._state[symbol]
             if last is not None:
                 since_ms = _tail_start_ms(st, timeframe, last)
-            bars = st.bars.bars(timeframe, since_ms)
-            if st.klines.get(timeframe) is not None:
-                bars = _before(st.klines[timeframe], bars, since_ms)
+            bars = _read(st, timeframe, since_ms)
             if last is not None and len(bars) > last:
                 bars = bars.slice(len(bars) - last)
             for name in BAR_COLUMNS:
@@ -432,11 +434,17 @@ class TickStore:
                     out[s] = min(changed)
             return out
 
-    def load_klines(self, symbol: str, bars: Bars) -> None:
-        """1m or 5m bars from before the 1s history (klines): shown and saved with the rest;
-        from the first second held on, bars are built from trades instead."""
+    def load_klines(self, symbol: str, bars: Bars, from_listing: bool = False) -> None:
+        """Bars from before the 1s history (klines): shown and saved with the rest; from the
+        first second held on (15m and longer: from the end of their klines), bars are built
+        from trades instead. ``from_listing``: the exchange has nothing older (the symbol's
+        first trades are in them, or after them when they are empty)."""
         with self._lock:
             st = self._state[symbol]
+            if from_listing:
+                st.listed_from_start.add(bars.timeframe)
+            if not len(bars):
+                return
             st.klines[bars.timeframe] = bars
             if len(bars):
                 first = int(bars.open_time[0])
@@ -527,6 +535,29 @@ def _tail_start_ms(st: _SymbolState, timeframe: str, last: int) -> int | None:
     step = TIMEFRAMES_MS[timeframe]
     end_ms = (seconds.origin_s + seconds.length - 1) * 1000 // step * step
     return end_ms - (last - 1) * step
+
+
+def _read(st: _SymbolState, timeframe: str, since_ms: int | None) -> Bars:
+    """Klines, then bars built from trades: from the 1s bars (1s, 1m, 5m), or folded from the
+    1m bars after the timeframe's own klines (15m and longer)."""
+    klines = st.klines.get(timeframe)
+    if timeframe in FROM_MINUTES:
+        step = TIMEFRAMES_MS[timeframe]
+        start = None if since_ms is None else floor_ms(since_ms, step)
+        if klines is not None and len(klines):
+            after = int(klines.open_time[-1]) + step  # the minutes after the klines only
+            start = after if start is None else max(start, after)
+        minutes = _read(st, MINUTE, start)
+        # A longer bar the 1m bars start inside of is left out only where the history says
+        # it is partial: a 1s history without 1m klines reaching back (history bars 0, or REST
+        # refused); bars built from a feed's own trades start as its first 1m bar does.
+        whole = st.history is None or MINUTE in st.listed_from_start
+        built = fold_bars(minutes, timeframe, first_is_whole=whole)
+    else:
+        built = st.bars.bars(timeframe, since_ms)
+    if klines is None:
+        return built
+    return _before(klines, built, since_ms)
 
 
 def _before(klines: Bars, built: Bars, since_ms: int | None) -> Bars:
