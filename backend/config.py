@@ -24,6 +24,9 @@ SHARED_SAMPLE = (
     / "data"
     / "um_futures_trades_BTCUSDT_ETHUSDT_2025-12-15T0843-0850Z.ndjson"
 )
+# Days of simulated 1m bars before the simulated trades (months of klines, vision files).
+SIM_DEEP_DAYS = 120
+SIM_DEEP_MAX_SYMBOLS = 20  # beyond, no deep bars: 120 days of 1m bars are 12 MB a symbol
 DEFAULT_KEEP_1S_H = 6.0  # 1s bars kept in memory; older ones live on as 1m/5m bars (and in the db)
 # Ticks held in memory over all symbols (30 bytes each: 240 MB at most); the tick strip and
 # the tick CSV need only the recent ones, so many symbols share it.

@@ -87,6 +87,7 @@ KEEP_1S_H = Number("hours", 0, 24 * 30)  # 0 keeps every second; config.keep_1s_
 REPLAY_SPEED = Number("times real time", 0, 10_000)  # 0 = as fast as the client reads
 REPLAY_HISTORY_S = Number("seconds", 0, 365 * DAY_S)
 SIM_HISTORY_S = Number("seconds", 0, 30 * DAY_S)  # simulated days before now (memory-bound)
+DEEP_DAYS = Number("days", 0, 400)  # simulated 1m bars before the trades
 DURATION_S = Number("seconds", 0, 10 * 365 * DAY_S)
 FLUSH_INTERVAL_S = Number("seconds", 0, 3_600, lo_open=True)
 RESUME_MAX_AGE_S = Number("seconds", 0, 7 * DAY_S)
@@ -144,10 +145,14 @@ FLAGS: dict[str, Flag] = {
              "1s bars built from aggregate trades at start, from the 5-minute boundary this far "
              "back (the current 5-minute period at least)"),
         Flag("--keep-1s", KEEP_1S_H, DEFAULT_KEEP_1S_H, "PAIRDASH_KEEP_1S", "HOURS",
-             "1s bars kept in memory (older ones stay as 1m/5m bars and in the database; 0 "
+             "1s bars kept in memory (older ones stay as 1m and longer bars and in the database; 0 "
              "keeps all)"),
         Flag("--replay-speed", REPLAY_SPEED, 1.0, "PAIRDASH_REPLAY_SPEED",
              help="times real time (0 = as fast as the client reads)"),
+        Flag("--vision-url", None, "https://data.binance.vision", "PAIRDASH_VISION_URL",
+             help="data.binance.vision (or a mirror): monthly and daily kline files"),
+        Flag("--timeframes", None, "1h", None, "TF,...",
+             help="kline timeframes, comma-separated: 1m, 5m, 15m, 1h, 4h, 1d"),
         Flag("--duration", DURATION_S, None, None, "SECONDS"),
         Flag("--flush-interval", FLUSH_INTERVAL_S, 2.0, None, "SECONDS"),
         Flag("--resume-max-age", RESUME_MAX_AGE_S, RESUME_DEFAULT_S, None, "SECONDS",

@@ -45,7 +45,7 @@ def export_panel(engine: Engine, data, controls: Controls | None) -> None:
             (right.success if last[0] else right.error)(last[1])
     st.caption(
         "CSV files are built when you click: they hold every bar there is at that moment. "
-        "Save to SQLite writes every bar of all three timeframes (and the resume points) in one "
+        "Save to SQLite writes every bar of every timeframe (and the resume points) in one "
         "transaction."
     )
 

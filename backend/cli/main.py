@@ -1,8 +1,10 @@
-"""``python -m backend collect|serve``: the headless collector and the local exchange."""
+"""``python -m backend collect|serve|soak|import``: the headless collector, the local exchange, the
+soak run and the bulk import of klines."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 import threading
@@ -10,6 +12,7 @@ import threading
 from backend import options
 from backend.config import (
     SHARED_SAMPLE,
+    SIM_DEEP_DAYS,
     ConfigError,
     FeedConfig,
     check_files,
@@ -39,13 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    c = sub.add_parser("collect", help="ingest live trades and persist 1s/1m/5m bars to SQLite")
+    c = sub.add_parser(
+        "collect", help="ingest live trades and persist bars of every timeframe (1s ... 1d)"
+    )
     options.add(
         c, "--symbols", "--ws-url", "--rest-url", "--db", "--duration", "--flush-interval",
         "--resume-max-age", "--history-bars", "--history-1s", "--keep-1s",
         **{"--keep-1s": {"help": "1s bars kept in memory (the database keeps all; 0 keeps all "
                                  "in memory too)"}},
     )  # fmt: skip
+
+    i = sub.add_parser(
+        "import", help="months of klines from data.binance.vision (REST where a file fails)"
+    )
+    options.add(i, "--symbols", "--timeframes", "--vision-url", "--rest-url", "--db")
+    i.add_argument("--start", required=True, metavar="YYYY-MM-DD", help="first UTC day")
+    i.add_argument("--end", required=True, metavar="YYYY-MM-DD", help="last UTC day (inclusive)")
 
     k = sub.add_parser(
         "soak", help="local exchange + collector at a fixed rate; reports each minute"
@@ -75,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="replay: the recording's first SECONDS are history (REST only), streaming starts "
         "after them (default 0); simulate: SECONDS generated before now (default 4 days)",
+    )
+    s.add_argument(
+        "--deep-days",
+        type=options.DEEP_DAYS,
+        default=SIM_DEEP_DAYS,
+        metavar="DAYS",
+        help="simulate: days of 1m bars before the trades (klines and data.binance.vision "
+        "files under /data/futures/um/...; 0 = none)",
     )
     s.add_argument(
         "--cycles",
@@ -115,10 +135,59 @@ def main(argv: list[str] | None = None) -> int:
             return _collect(args)
         if args.command == "soak":
             return _soak(args)
+        if args.command == "import":
+            return _import(args)
         return _serve(args)
     except (ConfigError, StorageError) as exc:
         sys.stderr.write(f"python -m backend {args.command}: error: {exc}\n")
         return 2
+
+
+def _import(args) -> int:
+    from backend.cli.importer import Importer, SourceUnreachable, parse_day
+    from backend.feed.rest import RestClient, RestError, pick_symbols
+    from backend.store.timeframes import KLINE_TIMEFRAMES
+
+    vision_url = check_url(args.vision_url, ("http", "https"), "--vision-url")
+    rest_url = check_url(args.rest_url, ("http", "https"), "--rest-url")
+    try:
+        start, end = parse_day(args.start, "--start"), parse_day(args.end, "--end")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if end < start:
+        raise ConfigError(f"--end {end} is before --start {start}")
+    if start > dt.datetime.now(dt.UTC).date():
+        raise ConfigError(f"--start {start} is in the future")
+    timeframes = [t.strip() for t in args.timeframes.split(",") if t.strip()]
+    bad = [t for t in timeframes if t not in KLINE_TIMEFRAMES]
+    if bad or not timeframes:
+        raise ConfigError(
+            f"--timeframes {args.timeframes!r}: choose from {', '.join(reversed(KLINE_TIMEFRAMES))}"
+        )
+    picked, top = market_pick(args.symbols)
+    rest = RestClient(rest_url)
+    try:
+        symbols = pick_symbols(rest_url, top) if picked else parse_symbols(args.symbols)
+        listed = rest.trading_symbols()
+    except RestError as exc:
+        sys.stderr.write(f"python -m backend import: error: {rest_url} unreachable: {exc}\n")
+        return 1
+    unknown = [s for s in symbols if s not in listed]
+    if unknown:
+        raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {rest_url}")
+    db = open_store(args.db)
+    try:
+        summary = Importer(db, vision_url, rest).run(
+            symbols, timeframes, start, end, progress=sys.stderr.isatty()
+        )
+    except SourceUnreachable as exc:
+        sys.stderr.write(f"python -m backend import: error: {exc}\n")
+        return 1
+    finally:
+        db.close()
+    for line in summary.lines():
+        print(f"# import: {line}")
+    return 0 if summary.ok else 1
 
 
 def _collect(args) -> int:
@@ -187,7 +256,10 @@ def _serve(args) -> int:
     )
     history_s = args.history
     if args.source == "simulate":
-        source = {"simulator": Simulator(parse_symbols(args.symbols), seed=args.seed)}
+        source = {
+            "simulator": Simulator(parse_symbols(args.symbols), seed=args.seed),
+            "deep_days": args.deep_days,
+        }
         history_s = 4 * 86_400 if history_s is None else history_s
     else:
         files = check_files(args.files or [str(SHARED_SAMPLE)])

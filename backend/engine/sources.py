@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backend.config import DEFAULT_DB, SHARED_SAMPLE
+from backend.config import DEFAULT_DB, SHARED_SAMPLE, SIM_DEEP_DAYS, SIM_DEEP_MAX_SYMBOLS
 
 if TYPE_CHECKING:  # the exchange package is imported only when a local source starts
     from backend.exchange.server import LocalExchange
@@ -56,7 +56,10 @@ def _simulate(opts) -> LocalExchange:
 
     # Days before "now", enough for the longest klines asked for, and the 1s history.
     history_s = opts.history_bars * 300 + opts.history_1s_s + 600
-    return LocalExchange(simulator=Simulator(list(opts.symbols)), history_s=history_s)
+    deep_days = SIM_DEEP_DAYS if len(opts.symbols) <= SIM_DEEP_MAX_SYMBOLS else 0
+    return LocalExchange(
+        simulator=Simulator(list(opts.symbols)), history_s=history_s, deep_days=deep_days
+    )
 
 
 REGISTRY: dict[str, Source] = {

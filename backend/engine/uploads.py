@@ -176,7 +176,9 @@ def _to_bars(name: str, symbol: str, cols: dict[str, list]) -> UploadedSymbol:
     step = int(np.median(np.diff(t)))
     timeframe = next((tf for tf, ms in TIMEFRAMES_MS.items() if ms == step), None)
     if timeframe is None:
-        raise UploadError(f"{name}: bars are {step} ms apart; only 1s, 1m and 5m are supported")
+        raise UploadError(
+            f"{name}: bars are {step} ms apart; supported: {', '.join(TIMEFRAMES_MS)}"
+        )
     if np.any(t % step):
         raise UploadError(f"{name}: open times are not on the {timeframe} grid")
     return UploadedSymbol(symbol, bars=Bars(symbol, timeframe, *(arrays[c] for c in BAR_COLUMNS)))

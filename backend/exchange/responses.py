@@ -13,9 +13,11 @@ def json_response(status: int, obj, headers: dict[str, str] | None = None) -> Re
     return response(status, json.dumps(obj).encode(), headers)
 
 
-def response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+def response(
+    status: int, body: bytes, headers: dict[str, str] | None = None, content_type="application/json"
+) -> Response:
     h = Headers()
-    h["Content-Type"] = "application/json"
+    h["Content-Type"] = content_type
     h["Content-Length"] = str(len(body))
     h["Connection"] = "close"
     for k, v in (headers or {}).items():

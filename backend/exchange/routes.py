@@ -43,6 +43,8 @@ class RestRoutes:
                 path = path[len(prefix) :]
         if path.startswith("/fapi/"):
             return self._rest(path, parse_qs(url.query))
+        if path.startswith("/data/"):
+            return self._vision(path)
         if self.faults.refuse_connections > 0:
             self.faults.refuse_connections -= 1
             self.stats["refused"] += 1

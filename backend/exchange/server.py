@@ -33,6 +33,7 @@ from backend.exchange.routes import WEIGHT_LIMIT_1M, RestRoutes  # noqa: F401 - 
 from backend.exchange.sources import Simulator
 from backend.exchange.streams import Streams, _Sub
 from backend.exchange.tape import Published
+from backend.exchange.vision import VisionFaults, VisionTree
 from backend.store.records import TradeBatch
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def connection_logger() -> logging.Logger:
     return conn_log
 
 
-class LocalExchange(RestRoutes, Streams):
+class LocalExchange(RestRoutes, Streams, VisionTree):
     """The local exchange, run on its own thread and event loop. ``start()`` returns the port.
 
     ``trades`` (recorded, per symbol) or ``simulator`` is the source. ``speed`` replays the
@@ -70,6 +71,7 @@ class LocalExchange(RestRoutes, Streams):
         cycles: int | None = None,
         history_s: float = 0.0,
         funding: FundingSim | None = None,
+        deep_days: float = 0.0,
     ) -> None:
         if (trades is None) == (simulator is None):
             raise ValueError("give recorded trades or a simulator")
@@ -98,9 +100,16 @@ class LocalExchange(RestRoutes, Streams):
         if trades:
             for pub in self._pub.values():
                 pub.count = pub.index_at_time(self._t_start, among=len(pub.tape))
-        elif history_s > 0:
-            for s, batch in simulator.history(int(time.time() * 1000), int(history_s)).items():
-                self._pub[s].extend(batch)
+        else:
+            now_ms = int(time.time() * 1000)
+            if deep_days > 0:  # months of 1m bars before the trades (klines, vision files)
+                deep = simulator.deep_minutes(now_ms - int(history_s * 1000), int(deep_days * 1440))
+                for symbol, bars in deep.items():
+                    self._pub[symbol].deep = bars
+            if history_s > 0:
+                for symbol, batch in simulator.history(now_ms, int(history_s)).items():
+                    self._pub[symbol].extend(batch)
+        self.vision_faults = VisionFaults()
         self._subs: set[_Sub] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

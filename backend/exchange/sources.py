@@ -15,7 +15,7 @@ from backend.feed.trade_files import (  # noqa: F401 - the replay source's loade
     load_ndjson,
     parse_agg_trades_csv,
 )
-from backend.store.records import Instrument, TradeBatch
+from backend.store.records import Bars, Instrument, TradeBatch
 
 # Tick size, quantity step, start price and arrivals per second of the simulated symbols.
 _SIM_SPECS = {
@@ -32,6 +32,10 @@ def instrument(symbol: str) -> Instrument:
     and step the simulation trades on, and Binance's minimum notional."""
     tick, step, _, _ = _SIM_SPECS.get(symbol, _SIM_DEFAULT_SPEC)
     return Instrument(symbol, step, step, _MIN_NOTIONAL.get(symbol, 5.0), tick)
+
+
+def _on_tick(price: np.ndarray, tick: float) -> np.ndarray:
+    return np.maximum(np.round(price / tick) * tick, tick)
 
 
 class Simulator:
@@ -143,6 +147,54 @@ class Simulator:
         self._spread |= {s: float(u[-1]) for s, u in spreads.items()}
         self._clock_ms = now_ms
         return {s: b for s, b in out.items() if len(b)}
+
+    def deep_minutes(self, end_ms: int, minutes: int, rate_per_s: float = 0.5) -> dict[str, Bars]:
+        """1m bars of the ``minutes`` before ``end_ms`` (floored to a minute), the same model
+        sampled every minute (the spread's Ornstein-Uhlenbeck step exact at 60 s), for months of
+        klines without months of trades; ``history`` and ``advance`` continue from where they
+        end. Each bar opens at the close before it; high and low reach a little beyond; trades
+        Poisson at ``rate_per_s`` (at least one a minute)."""
+        if minutes <= 0:
+            return {}
+        from scipy.signal import lfilter
+
+        rng, step_s = self._rng, 60.0
+        start = (end_ms // 60_000 - minutes) * 60_000
+        phi = math.exp(-self._kappa * step_s)
+        spread_sd = self._spread_vol * math.sqrt((1 - phi**2) / (2 * self._kappa))
+        paths, spreads = {}, {}
+        for symbol in self.symbols:
+            if symbol not in self._follows:
+                walk = rng.normal(0, self._vol * math.sqrt(step_s), minutes)
+                paths[symbol] = self._log[symbol] + np.cumsum(walk)
+                continue
+            shocks = rng.normal(0, spread_sd, minutes)
+            shocks[0] += phi * self._spread[symbol]
+            spreads[symbol] = lfilter([1.0], [1.0, -phi], shocks)
+            lead, b, a = self._follows[symbol]
+            paths[symbol] = a + b * paths[lead] + spreads[symbol]
+        out = {}
+        t = start + np.arange(minutes, dtype=np.int64) * 60_000
+        for symbol, path in paths.items():
+            tick, step, _, _ = self._specs[symbol]
+            close = np.exp(path)
+            open_ = np.concatenate(([math.exp(self._log[symbol])], close[:-1]))
+            reach = np.exp(np.abs(rng.normal(0, 0.3 * self._vol * math.sqrt(step_s), (2, minutes))))
+            o, c = _on_tick(open_, tick), _on_tick(close, tick)
+            high = np.maximum(_on_tick(np.maximum(open_, close) * reach[0], tick), np.maximum(o, c))
+            low = np.minimum(_on_tick(np.minimum(open_, close) / reach[1], tick), np.minimum(o, c))
+            # At least one trade a minute: no quiet (flat) minute to model.
+            trades = 1 + rng.poisson(max(rate_per_s * step_s - 1, 0), minutes).astype(np.int64)
+            volume = np.round(trades * rng.lognormal(math.log(20 * step), 0.5, minutes) / step)
+            volume = np.maximum(volume, 1) * step
+            out[symbol] = Bars(
+                symbol, "1m", t, np.round(o, 8), np.round(high, 8), np.round(low, 8),
+                np.round(c, 8), volume, np.round(volume * (o + c) / 2, 8), trades,
+                np.round(volume * rng.uniform(0.3, 0.7, minutes) / step) * step,
+            )  # fmt: skip
+            self._log[symbol] = float(path[-1])
+        self._spread |= {s: float(u[-1]) for s, u in spreads.items()}
+        return out
 
     def _trades(self, symbol: str, after_ms: int, until_ms: int) -> TradeBatch:
         rate = self._specs[symbol][3]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.store.records import TIMEFRAMES_MS, TRADE_COLUMNS, Bars, TradeBatch
-from backend.store.resampling import SecondBars
+from backend.store.resampling import SecondBars, fold_bars
 
 
 class Published:
@@ -29,6 +29,9 @@ class Published:
         )
         self._klines = SecondBars(batch.symbol)
         self._in_klines = 0  # published trades folded into the kline bars
+        # Simulated 1m bars before the first trade (months of klines without months of
+        # trades): klines and data.binance.vision files are folded from them and the trades.
+        self.deep: Bars | None = None
 
     @property
     def tape(self) -> TradeBatch:
@@ -111,12 +114,19 @@ class Published:
         b = self.take(np.arange(lo, hi))
         return float(np.dot(b.price, b.qty))
 
-    def klines(self, timeframe: str, start_ms, end_ms, limit: int) -> Bars:
-        """Binance's selection: from ``start_ms`` forward, else the last ``limit`` up to
-        ``end_ms`` (or up to now, the open kline included)."""
+    def bars(self, timeframe: str, since: int | None = None) -> Bars:
+        """Every bar of ``timeframe`` from the one holding ``since``: the simulated deep 1m bars
+        and the bars of the published trades, folded together."""
         if self._in_klines < self.count:
             self._klines.add(self.take(np.arange(self._in_klines, self.count)))
             self._in_klines = self.count
+        if self.deep is None or timeframe == "1s":
+            return self._klines.bars(timeframe, since_ms=since)
+        return _deep_and_tape(self.deep, self._klines.bars("1m"), timeframe, since)
+
+    def klines(self, timeframe: str, start_ms, end_ms, limit: int) -> Bars:
+        """Binance's selection: from ``start_ms`` forward, else the last ``limit`` up to
+        ``end_ms`` (or up to now, the open kline included)."""
         step = TIMEFRAMES_MS[timeframe]
         if start_ms is not None:
             since = start_ms
@@ -124,7 +134,7 @@ class Published:
             since = end_ms - limit * step
         else:
             since = None
-        bars = self._klines.bars(timeframe, since_ms=since)
+        bars = self.bars(timeframe, since)
         keep = np.ones(len(bars), np.bool_)
         if start_ms is not None:
             keep &= bars.open_time >= start_ms
@@ -133,6 +143,18 @@ class Published:
         index = np.flatnonzero(keep)
         index = index[:limit] if start_ms is not None else index[max(0, len(index) - limit) :]
         return bars.slice(int(index[0]), int(index[-1]) + 1) if len(index) else bars.slice(0, 0)
+
+
+def _deep_and_tape(deep: Bars, tape_minutes: Bars, timeframe: str, since: int | None) -> Bars:
+    step = TIMEFRAMES_MS[timeframe]
+    if since is not None:
+        deep = deep.slice(int(np.searchsorted(deep.open_time, since // step * step)), len(deep))
+    parts = [b for b in (deep, tape_minutes) if len(b)]
+    minutes = Bars.concat(parts) if parts else deep
+    out = minutes if timeframe == "1m" else fold_bars(minutes, timeframe, first_is_whole=True)
+    if since is None:
+        return out
+    return out.slice(int(np.searchsorted(out.open_time + step, since, "right")), len(out))
 
 
 def merge_in_time(per_symbol: dict[str, TradeBatch]) -> list:

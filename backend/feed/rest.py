@@ -136,6 +136,22 @@ class RestClient:
         except RestFormatError as exc:
             raise RestError(str(exc)) from exc
 
+    def klines_from(self, symbol: str, timeframe: str, start_ms: int, limit: int) -> Bars:
+        """Up to ``limit`` klines of ``timeframe`` with open time at or after ``start_ms``."""
+        if timeframe not in KLINE_TIMEFRAMES:
+            raise ValueError(f"no USD-M klines for {timeframe!r}")
+        params = {
+            "symbol": symbol,
+            "interval": timeframe,
+            "startTime": start_ms,
+            "limit": min(limit, KLINES_MAX_LIMIT),
+        }
+        body = self._get("/fapi/v1/klines", params)
+        try:
+            return decode_rest_klines(symbol, timeframe, body)
+        except RestFormatError as exc:
+            raise RestError(str(exc)) from exc
+
     def server_time_ms(self) -> int:
         body = self._get("/fapi/v1/time", {})
         try:

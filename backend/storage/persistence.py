@@ -19,7 +19,7 @@ SAVE_CHUNK_ROWS = 20_000  # rows per progress step of a full save
 
 
 class BarFlusher:
-    """Writes the bars changed since the last successful flush, in all three timeframes.
+    """Writes the bars changed since the last successful flush, in every timeframe.
 
     A failed write (database locked, disk full) keeps the changes pending for the next try, so a
     transient error loses nothing.
