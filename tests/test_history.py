@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from backend.config import FeedConfig
+from backend.engine import Engine, EngineOptions
 from backend.exchange.server import FaultPlan
 from backend.exchange.sources import Simulator
 from backend.feed.history import HistoryLoader, HistoryOptions, seconds_start_ms
@@ -176,3 +177,36 @@ def test_seam_is_the_five_minute_boundary_before_the_1s_window():
     assert seconds_start_ms(now, 0) == 1_765_788_300_000  # the current 5-minute period
     with pytest.raises(ValueError):
         HistoryOptions(bars=-1).check()
+
+
+def test_a_restart_on_a_filled_store_asks_rest_only_for_the_missing_tail(
+    exchange_factory, tmp_path
+):
+    """The database is the memory: a second engine on it loads the klines it holds and asks the
+    exchange only for the bars since (and the one the first saved while it formed)."""
+    ex = exchange_factory(simulator=Simulator(SYMBOLS, seed=4), history_s=86_400, deep_days=30)
+    opts = EngineOptions(
+        source="live", symbols=tuple(SYMBOLS), ws_url=ex.ws_url, rest_url=ex.rest_url,
+        db=str(tmp_path / "market.db"), history_bars=200, history_1s_s=60,
+    )  # fmt: skip
+
+    def run() -> tuple[int, dict]:
+        before = len(ex.kline_log)
+        engine = Engine(opts)
+        try:
+            wait_for(engine.history.done.is_set, 60, "the history to be in")
+            engine.save()
+            bars = {(s, tf): engine.bars(s, tf) for s in SYMBOLS for tf in KLINE_TIMEFRAMES}
+        finally:
+            engine.stop()
+        return sum(n for *_, n in list(ex.kline_log)[before:]), bars
+
+    first, _ = run()
+    assert first >= len(SYMBOLS) * 5 * 200  # 5 timeframes reach 200 bars; 1d has 31
+    second, bars = run()
+    # Per symbol and timeframe: the bar saved while it formed, and any that opened since.
+    assert second <= len(SYMBOLS) * len(KLINE_TIMEFRAMES) * 3, second
+    for (symbol, tf), mine in bars.items():
+        ref = ex._pub[symbol].bars(tf, int(mine.open_time[0]))
+        done = mine.slice(0, len(mine) - 1)  # the last bar may still be forming
+        assert_bars_equal(done.to_frame(), ref.slice(0, len(done)).to_frame(), f"{symbol} {tf}")

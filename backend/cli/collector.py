@@ -43,6 +43,7 @@ def run_collector(
         cfg,
         history,
         lambda s: resume_from_storage(s, db, resume_max_age_s, history.seconds_1s, history.bars),
+        stored=db.load,  # klines the database holds are not downloaded again
     ).start()
     store, ingestor = feed.store, feed.ingestor
     flusher = BarFlusher(store, db)

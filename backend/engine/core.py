@@ -208,7 +208,8 @@ class Engine:
                 resume_from_storage, db=self.db, max_age_s=RESUME_MAX_AGE_S,
                 history_s=opts.history_1s_s, history_bars=opts.history_bars,
             )  # fmt: skip
-        feed = build_feed(self.cfg, opts.history, resume).start()
+        stored = self.db.load if self.spec.ids_continue else None  # real data only
+        feed = build_feed(self.cfg, opts.history, resume, stored).start()
         self.store, self.ingestor, self.history = feed.store, feed.ingestor, feed.history
         self.resumed = feed.resumed
         self._rules = MarketRules(self.ingestor.rest, symbols, self.ingestor.marks)

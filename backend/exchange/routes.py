@@ -115,6 +115,7 @@ class RestRoutes:
             )
         limit = min(max(limit, 1), KLINES_MAX_LIMIT)
         bars = pub.klines(interval, args.get("startTime"), args.get("endTime"), limit)
+        self.kline_log.append((pub.symbol, interval, limit, len(bars)))
         return self._weighed(
             klines_weight(limit), response(HTTPStatus.OK, encode_rest_klines(bars))
         )

@@ -132,6 +132,8 @@ class LocalExchange(RestRoutes, Streams, VisionTree):
         self.stats = {"connections": 0, "refused": 0, "drops": 0, "rest_requests": 0}
         # (monotonic time, path, status) of recent REST requests, for tests of client manners.
         self.rest_log: deque[tuple[float, str, int]] = deque(maxlen=10_000)
+        # (symbol, interval, limit, bars answered) of each klines request, for tests.
+        self.kline_log: deque[tuple[str, str, int, int]] = deque(maxlen=10_000)
 
     def clock_ms(self) -> int:
         """The exchange's time (``/fapi/v1/time``): a replay's own timeline, shifted by each

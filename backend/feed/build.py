@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.config import FeedConfig, tick_capacity
-from backend.feed.history import HistoryLoader, HistoryOptions
+from backend.feed.history import HistoryLoader, HistoryOptions, StoredKlines
 from backend.feed.streams import Ingestor
 from backend.store.tick_store import TickStore
 
@@ -37,10 +37,12 @@ def build_feed(
     cfg: FeedConfig,
     history: HistoryOptions | None = None,
     resume: Callable[[TickStore], dict[str, int]] | None = None,
+    stored: StoredKlines | None = None,
 ) -> Feed:
     """The feed of ``cfg`` (not started). ``resume(store)`` seeds the store from a database
     (``storage.persistence.resume_from_storage``: Binance's ids continue across runs) and says
-    where each resumed symbol stands; ``history`` loads klines and 1s history at start."""
+    where each resumed symbol stands; ``history`` loads klines and 1s history at start, first
+    from ``stored`` (the database's bars: nothing it holds is downloaded again)."""
     store = TickStore(
         cfg.symbols, tick_capacity(len(cfg.symbols), cfg.tick_capacity), cfg.keep_1s_s
     )
@@ -48,5 +50,7 @@ def build_feed(
     ingestor = Ingestor(store, cfg)
     loader = None
     if history is not None:
-        loader = HistoryLoader(store, ingestor.rest, ingestor.backfiller, history, resumed)
+        loader = HistoryLoader(
+            store, ingestor.rest, ingestor.backfiller, history, resumed, stored=stored
+        )
     return Feed(store, ingestor, loader, resumed)

@@ -25,13 +25,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.feed.rest import AGG_TRADES_MAX_SPAN_MS, KLINES_MAX_LIMIT, RestClient, RestError
 from backend.feed.streams import Backfiller, Backoff
 from backend.store.records import Bars
 from backend.store.tick_store import TickStore
-from backend.store.timeframes import FOLD_MS, KLINE_TIMEFRAMES, floor_ms, kline_span
+from backend.store.timeframes import (
+    FOLD_MS,
+    KLINE_TIMEFRAMES,
+    TIMEFRAMES_MS,
+    floor_ms,
+    kline_span,
+)
+
+StoredKlines = Callable[[str, str, int, int], Bars]  # (symbol, tf, since_ms, until_ms)
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +72,13 @@ class HistoryLoader(threading.Thread):
         backfiller: Backfiller,
         opts: HistoryOptions,
         resumed: dict[str, int] | None = None,
+        stored: StoredKlines | None = None,
     ) -> None:
         super().__init__(name="history", daemon=True)
+        # The database's bars (``load(symbol, tf, since_ms, until_ms)``): the memory of earlier
+        # runs. Klines it holds are not asked again; only the missing head and tail are.
+        self._stored = stored
+        self.rest_klines = 0  # klines received over REST (tests: nothing downloaded twice)
         self._store, self._rest, self._backfiller, self._opts = store, rest, backfiller, opts
         self._resumed = dict(resumed or {})  # symbol -> open time of its first stored 1s bar
         self._stop_flag = threading.Event()
@@ -126,11 +140,35 @@ class HistoryLoader(threading.Thread):
             self._backfiller.request(symbol, tail=True)
 
     def _load_klines(self, symbol: str, tf: str, before_ms: int, need: int) -> None:
+        """The ``need`` klines of ``tf`` before ``before_ms``: those the database holds, then
+        over REST the bars after them (from the last stored one, which may have been saved
+        while it formed) and before them, if any are still missing."""
         if need <= 0:
             return
-        pages = []
-        end = before_ms - 1
-        exhausted = False  # the exchange has nothing older
+        step = TIMEFRAMES_MS[tf]
+        held = Bars.empty(symbol, tf)
+        if self._stored is not None:
+            held = self._stored(symbol, tf, before_ms - need * step, before_ms - 1)
+            held = held.slice(0, max(0, len(held) - 1))  # the last one: asked again
+        if not len(held):
+            bars, exhausted = self._rest_pages(symbol, tf, before_ms - 1, need)
+        else:
+            after = int(held.open_time[-1]) + step
+            tail, _ = self._rest_pages(symbol, tf, before_ms - 1, (before_ms - after) // step)
+            bars = Bars.concat([held, tail]) if len(tail) else held
+            exhausted = False
+            if len(bars) < need:
+                head, exhausted = self._rest_pages(
+                    symbol, tf, int(held.open_time[0]) - 1, need - len(bars)
+                )
+                bars = Bars.concat([head, bars]) if len(head) else bars
+        if len(bars) or exhausted:
+            self._store.load_klines(symbol, bars, from_listing=exhausted)
+
+    def _rest_pages(self, symbol: str, tf: str, end_ms: int, need: int) -> tuple[Bars, bool]:
+        """Up to ``need`` klines with open time at or before ``end_ms``, oldest first, and
+        whether the exchange has nothing older."""
+        pages, end, exhausted = [], end_ms, False
         while need > 0:
             page = self._call(
                 lambda e=end, n=need: self._rest.klines(symbol, tf, e, min(n, KLINES_MAX_LIMIT)),
@@ -138,6 +176,7 @@ class HistoryLoader(threading.Thread):
             )
             if page is None:
                 break
+            self.rest_klines += len(page)
             if not len(page):
                 exhausted = True
                 break
@@ -147,9 +186,8 @@ class HistoryLoader(threading.Thread):
             if len(page) < min(need + len(page), KLINES_MAX_LIMIT):
                 exhausted = True
                 break
-        if pages or exhausted:
-            bars = Bars.concat(pages[::-1]) if pages else Bars.empty(symbol, tf)
-            self._store.load_klines(symbol, bars, from_listing=exhausted)
+        bars = Bars.concat(pages[::-1]) if pages else Bars.empty(symbol, tf)
+        return bars, exhausted
 
     def _call(self, fn, symbol: str | None = None):
         """``fn()`` within the weight budget, retried until it answers; None for a request the
