@@ -71,7 +71,7 @@ def _seconds(choice: str) -> float | None:
     return float(choice.removesuffix(" s")) if choice.endswith(" s") else None
 
 
-def sidebar(data, live: bool = True) -> Controls | None:
+def sidebar(engine, data, live: bool = True) -> Controls | None:
     """The controls; the refresh ones only where data moves (the live page)."""
     sb = st.sidebar
     sb.header("Controls")
@@ -93,7 +93,10 @@ def sidebar(data, live: bool = True) -> Controls | None:
             "closes); the tick strip and the figures keep their own refresh",
         )
     symbols = list(data.symbols)
-    timeframe = sb.radio("Timeframe", data.timeframes, horizontal=True, key="timeframe")
+    opening_timeframe(engine, data)
+    timeframe = sb.radio(
+        "Timeframe", data.timeframes, horizontal=True, key="timeframe", on_change=_chosen
+    )
     if len(symbols) < 2:
         sb.error("Pair analytics needs two symbols; this data has only " + ", ".join(symbols))
         return None
@@ -194,6 +197,30 @@ def execution_settings(sb) -> dict:
         "stop_loss_bps": float(stop_loss) or None,
         "max_hold_bars": int(max_hold) or None,
     }
+
+
+def opening_timeframe(engine, data) -> None:
+    """Until the user picks one, the page shows the shortest timeframe whose history is in (1s
+    while none is yet): a live page opens on 1m figures while the 1s history still loads. The
+    first timeframe found ready stays: the page does not switch under the user's eyes."""
+    if st.session_state.get("timeframe_fixed"):
+        return
+    symbols = _pair_symbols(data)
+    ready = engine.pairs.ready_timeframe(data, data.timeframes, symbols)
+    st.session_state["timeframe"] = ready or data.timeframes[0]
+    st.session_state["timeframe_fixed"] = ready is not None
+
+
+def _pair_symbols(data) -> list[str]:
+    """The pair the page will show: the chosen Y and X, else the defaults of the selectboxes."""
+    symbols = list(data.symbols)
+    y = st.session_state.get("y_symbol", symbols[min(1, len(symbols) - 1)])
+    x = st.session_state.get("x_symbol", symbols[0])
+    return [y, x]
+
+
+def _chosen() -> None:
+    st.session_state["timeframe_fixed"] = True
 
 
 def _default(key: str, index: int) -> dict:

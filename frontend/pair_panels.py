@@ -33,7 +33,7 @@ MAX_CANDLES = 1_000  # ~1.5 px a candle on a wide screen: more cannot be told ap
 def pair_sections(engine: Engine, data, every, analysis_box, charts_box, export_box) -> None:
     """Sidebar, figures, charts and export of ``data`` (live or uploaded: the same interface),
     the live parts refreshed every ``every`` seconds (None: drawn once)."""
-    controls = sidebar(data, live=data is engine)
+    controls = sidebar(engine, data, live=data is engine)
     if controls is None:  # a bad control: said in the sidebar; the rest of the page stays
         with analysis_box:
             tf = st.session_state.get("timeframe") or data.timeframes[0]

@@ -7,7 +7,14 @@ import time
 
 import streamlit as st
 
-from backend.engine import SCAN_MAX_Q, SCAN_MIN_CORR, SCAN_TIMEFRAMES, TIMEFRAMES_MS
+from backend.engine import (
+    SCAN_DEEP,
+    SCAN_FAST,
+    SCAN_MAX_Q,
+    SCAN_MIN_CORR,
+    SCAN_TIMEFRAMES,
+    TIMEFRAMES_MS,
+)
 
 LIVE_PAGE = "frontend/pages/live.py"
 
@@ -20,8 +27,14 @@ def scanner_page(engine) -> None:
         return
     sb = st.sidebar
     sb.header("Scan")
+    if "scan_timeframe" not in st.session_state:  # the first visit: deep history if it is in
+        tf, bars = SCAN_DEEP
+        deep = all(len(engine.bars(s, tf, last=bars + 2)) > bars for s in symbols)
+        st.session_state["scan_timeframe"], st.session_state["scan_lookback"] = (
+            SCAN_DEEP if deep else SCAN_FAST
+        )
     timeframe = sb.radio("Bars", SCAN_TIMEFRAMES, horizontal=True, key="scan_timeframe")
-    lookback = int(sb.number_input("Lookback (bars)", 30, 5_000, 300, step=50, key="scan_lookback"))
+    lookback = int(sb.number_input("Lookback (bars)", 30, 5_000, step=50, key="scan_lookback"))
     sb.subheader("Filters")
     max_q = sb.number_input(
         "Max q (Engle–Granger p, Benjamini–Hochberg over every pair)",

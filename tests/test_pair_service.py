@@ -11,6 +11,7 @@ import pytest
 from statsmodels.tsa.stattools import coint
 
 from backend.engine import AlertGate, LevelRule, PairParams, PairRequest, PairService
+from backend.engine.pairs import needs
 from backend.engine.uploads import UploadedData, UploadedSymbol
 from backend.lru import Lru
 from tests.conftest import pair_bars
@@ -141,3 +142,22 @@ def test_the_analytics_csv_is_the_per_bar_table_under_a_header(service):
     assert len(frame) == len(report.live.open_time)
     np.testing.assert_allclose(frame["YYY_close"], report.yb.close[-len(frame) :])
     np.testing.assert_allclose(frame["zscore"], report.live.zscore, equal_nan=True)
+
+
+def test_the_page_opens_on_the_shortest_timeframe_whose_history_is_in(service):
+    class Market:  # 1s holds 100 bars (still loading), 1m and 5m hold all they need
+        def __init__(self, held: dict[str, int]) -> None:
+            self.held = held
+
+        def bars(self, symbol, timeframe, last=None):
+            yb, xb = pair_bars(n=self.held[timeframe])
+            return yb if symbol == "YYY" else xb
+
+    need = max(needs(PairParams()).values())
+    order = ["1s", "1m", "5m"]
+    assert service.ready_timeframe(Market({"1s": 100, "1m": need, "5m": need}), order,
+                                   ["YYY", "XXX"]) == "1m"  # fmt: skip
+    assert service.ready_timeframe(Market({"1s": need, "1m": need, "5m": 0}), order,
+                                   ["YYY", "XXX"]) == "1s"  # fmt: skip
+    assert service.ready_timeframe(Market({"1s": 5, "1m": need - 1, "5m": 0}), order,
+                                   ["YYY", "XXX"]) is None  # fmt: skip

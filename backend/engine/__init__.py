@@ -20,7 +20,14 @@ from backend.engine.pair_service import (
     PairService,
     csv_header,
 )
-from backend.engine.pairs import MEAN_REVERSION_P, SCAN_MAX_Q, SCAN_MIN_CORR, PairParams
+from backend.engine.pairs import (
+    MEAN_REVERSION_P,
+    SCAN_DEEP,
+    SCAN_FAST,
+    SCAN_MAX_Q,
+    SCAN_MIN_CORR,
+    PairParams,
+)
 from backend.engine.sources import SOURCES
 from backend.engine.uploads import UploadedData, UploadError, parse_upload
 from backend.storage import StorageError
@@ -30,6 +37,8 @@ from backend.store.timeframes import SCAN_TIMEFRAMES, TIMEFRAMES_MS
 __all__ = [
     "BASKET_SIZES",
     "MEAN_REVERSION_P",
+    "SCAN_DEEP",
+    "SCAN_FAST",
     "SCAN_MAX_Q",
     "SCAN_MIN_CORR",
     "SCAN_TIMEFRAMES",

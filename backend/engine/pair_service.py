@@ -142,6 +142,19 @@ class PairService:
         self._cached = cached
         self._fit_memo = fit_memo
 
+    def ready_timeframe(
+        self, market: MarketData, timeframes: Sequence[str], symbols: Sequence[str],
+        params: PairParams | None = None,
+    ) -> str | None:  # fmt: skip
+        """The shortest of ``timeframes`` on which both ``symbols`` already hold the bars every
+        figure of ``params`` needs (the page opens on it), or None while none does."""
+        need = history_bars(params or PairParams())
+        for tf in timeframes:
+            held = [len(market.bars(s, tf, last=need)) for s in symbols[:2]]
+            if len(held) == 2 and min(held) >= need:
+                return tf
+        return None
+
     def report(self, market: MarketData, request: PairRequest, force_slow=False) -> PairReport:
         p = request.params
         keep = request.shown_bars + history_bars(p) + 1

@@ -421,6 +421,10 @@ def _last(a) -> float:
 # over 300 bars: a lucky Engle-Granger p between them is no trade).
 SCAN_MAX_Q = 0.05
 SCAN_MIN_CORR = 0.3
+# Pairs are chosen on weeks of slow bars: the scanner opens on 30 days of 1h bars where every
+# symbol has them, else on the fast default (300 1m bars, five hours, loaded at start).
+SCAN_DEEP = ("1h", 720)
+SCAN_FAST = ("1m", 300)
 
 
 @dataclass(frozen=True)
