@@ -88,8 +88,12 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
         "third to the last, the spread's Hurst exponent (< 0.5 mean-reverting). Click a row "
         "to open the pair."
     )
+    # Shares and drifts are fractions; the table prints them in percent.
+    in_percent = shown.assign(
+        coint_share=100 * shown["coint_share"], beta_drift=100 * shown["beta_drift"]
+    )
     event = st.dataframe(
-        shown,
+        in_percent,
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",

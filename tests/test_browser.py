@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
 import json
 import os
 import re
@@ -522,3 +523,41 @@ def test_backtest_breakdown_trades_csv_and_a_basket(basket_dashboard):
         assert weights and abs(float(weights[2])) > 0.5
         basket_trades = pd.read_csv(download(page, "Download trades CSV"), comment="#")
     assert {"qty_BTCUSDT", "qty_ETHUSDT", "qty_S02USDT"} <= set(basket_trades)
+
+
+@pytest.fixture
+def deep_dashboard(tmp_path):
+    """The simulation with 2,200 bars of each kline timeframe at start: 1h reaches 91 days."""
+    yield from _serve_dashboard(
+        tmp_path, "--source", "simulate", "--history-bars", "2200", "--history-1s", "60"
+    )
+
+
+def test_the_1h_pair_page_over_90_simulated_days_and_the_1h_scanner(deep_dashboard):
+    url, _ = deep_dashboard
+    with chromium_page("deep-1h") as page:
+        page.goto(url)
+        card(page, "Ticks").wait_for(timeout=60_000)
+        page.get_by_test_id("stSidebar").get_by_text("1h", exact=True).click()
+
+        def figures_on_1h():
+            caption = page.get_by_text("1h history (klines")
+            numbers = [metric_text(page, k) for k in ("Hedge ratio β", "z (60 bars)", "ADF p")]
+            return caption.count() and all(n and any(c.isdigit() for c in n) for n in numbers)
+
+        wait_until(figures_on_1h, 30, "β, z and ADF on 1h")
+        reach = page.get_by_text("1h history (klines").first.inner_text()
+        starts = [
+            dt.datetime.strptime(d, "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
+            for d in re.findall(r"from (\d{4}-\d\d-\d\d \d\d:\d\d)", reach)
+        ]
+        assert len(starts) == 2, reach
+        assert all(dt.datetime.now(dt.UTC) - s >= dt.timedelta(days=90) for s in starts), reach
+
+        page.goto(f"{url}/scanner")  # opens on 30 days of 1h bars: every symbol has them
+        page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)
+        sidebar = page.get_by_test_id("stSidebar")
+        assert sidebar.get_by_role("radio", name="1h").is_checked()
+        assert sidebar.get_by_label("Lookback (bars)").input_value() == "720"
+        rows = wait_until(lambda: scanner_rows(page), 20, "the scanner's rows")
+        assert {frozenset(rows[0][:2])} == {frozenset(("BTCUSDT", "ETHUSDT"))}, rows[:3]
