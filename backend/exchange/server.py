@@ -34,6 +34,7 @@ from backend.exchange.sources import Simulator
 from backend.exchange.streams import Streams, _Sub
 from backend.exchange.tape import Published
 from backend.exchange.vision import VisionFaults, VisionTree
+from backend.lru import Lru
 from backend.store.records import TradeBatch
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class LocalExchange(RestRoutes, Streams, VisionTree):
                 for symbol, batch in simulator.history(now_ms, int(history_s)).items():
                     self._pub[symbol].extend(batch)
         self.vision_faults = VisionFaults()
+        self._vision_files = Lru(1024)  # zips of periods that are over, as served
         self._subs: set[_Sub] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

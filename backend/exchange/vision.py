@@ -57,11 +57,14 @@ class VisionTree:
             return missing
         if end_ms > self.clock_ms():
             return missing  # not published until the period is over
-        bars = self._pub[symbol].bars(tf, file.start_ms)
-        bars = bars.slice(0, int((bars.open_time < end_ms).sum()))
-        if not len(bars):
-            return missing  # before the symbol traded
-        body = write_klines(bars, header=faults.header, micros=faults.micros)
+        key = (zip_name, faults.header, faults.micros)
+        body = self._vision_files.get(key)  # a period that is over never changes
+        if body is None:
+            bars = self._pub[symbol].bars(tf, file.start_ms)
+            bars = bars.slice(0, int((bars.open_time < end_ms).sum()))
+            if not len(bars):
+                return missing  # before the symbol traded
+            body = self._vision_files[key] = write_klines(bars, faults.header, faults.micros)
         if want_checksum:
             return response(
                 HTTPStatus.OK, checksum_text(body, zip_name).encode(), None, "text/plain"

@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from backend.store.records import MAX_PRICE, Bars
 from backend.store.timeframes import TIMEFRAMES_MS
@@ -146,31 +147,35 @@ def read_klines(body: bytes, file: VisionFile) -> Bars:
             text = zf.read(names[0]).decode("ascii")
     except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
         raise VisionFormatError(f"{file.name}: not a kline zip ({exc})") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
-    if rows and rows[0] and not rows[0][0].strip().isdigit():
-        if tuple(c.strip() for c in rows[0][:6]) != KLINE_HEADER[:6]:
-            raise VisionFormatError(f"{file.name}: unexpected header {rows[0][:6]}")
-        rows = rows[1:]
-    return _bars(rows, file)
-
-
-def _bars(rows: list[list[str]], file: VisionFile) -> Bars:
-    if not rows:
+    first = text.split("\n", 1)[0]
+    header = bool(first.strip()) and not first.strip()[:1].isdigit()
+    if header and tuple(c.strip() for c in first.split(",")[:6]) != KLINE_HEADER[:6]:
+        raise VisionFormatError(f"{file.name}: unexpected header {first[:60]!r}")
+    rows = text[len(first) :] if header else text
+    if not rows.strip():
         return Bars.empty(file.symbol, file.timeframe)
-    if any(len(r) < 11 for r in rows):
-        raise VisionFormatError(f"{file.name}: a row has fewer than 11 columns")
-    try:
-        t = np.array([int(r[0]) for r in rows], dtype=np.int64)
+    try:  # pandas' C parser: a month of 1m rows in milliseconds
+        frame = pd.read_csv(
+            io.StringIO(rows), header=None, usecols=range(11),
+            names=KLINE_HEADER[:11], engine="c",
+        )  # fmt: skip
+        t = frame["open_time"].to_numpy(np.int64)
         cols = {
-            name: np.array([float(r[i]) for r in rows])
-            for name, i in (("open", 1), ("high", 2), ("low", 3), ("close", 4), ("volume", 5),
-                            ("quote_volume", 7), ("taker_buy_volume", 9))
+            name: frame[src].to_numpy(np.float64)
+            for name, src in (("open", "open"), ("high", "high"), ("low", "low"),
+                              ("close", "close"), ("volume", "volume"),
+                              ("quote_volume", "quote_volume"),
+                              ("taker_buy_volume", "taker_buy_volume"))
         }  # fmt: skip
-        trades = np.array([int(r[8]) for r in rows], dtype=np.int64)
-    except ValueError as exc:
-        raise VisionFormatError(f"{file.name}: not a number ({exc})") from None
+        trades = frame["count"].to_numpy(np.int64)
+    except (ValueError, TypeError, pd.errors.ParserError) as exc:
+        raise VisionFormatError(f"{file.name}: not a kline table ({exc})") from None
+    return _bars(t, cols, trades, file)
+
+
+def _bars(t: np.ndarray, cols: dict, trades: np.ndarray, file: VisionFile) -> Bars:
     if t.max() >= 10**15:  # microseconds
-        t //= 1000
+        t = t // 1000
     step = TIMEFRAMES_MS[file.timeframe]
     prices = np.column_stack([cols[c] for c in ("open", "high", "low", "close")])
     if np.any(t % step) or np.any(np.diff(t) <= 0):
