@@ -167,7 +167,8 @@ def test_a_killed_import_resumes_where_it_stopped(deep_exchange, tmp_path):
     total = 2 * (len(plan("BTCUSDT", "5m", START, END)) + len(plan("BTCUSDT", "1h", START, END)))
     assert skipped >= 1 and stored + skipped == total, done.stdout
     fetched = [r for r in deep_exchange.vision_faults.requests if r.endswith(".zip")][n:]
-    assert len(fetched) == stored  # the rerun fetched only the files not stored yet
+    klines = [r for r in fetched if "/klines/" in r]
+    assert len(klines) == stored  # the rerun fetched only the kline files not stored yet
     assert_imported(deep_exchange, db, ("5m", "1h"))
 
 
@@ -244,3 +245,29 @@ def test_the_plan_covers_every_asked_day_once_with_whole_months_as_monthly_files
     assert len(days) == len(set(days)) == (dt.date(2025, 4, 2) - dt.date(2025, 1, 30)).days + 1
     assert files[2].expected_bars() == 28 * 24 and files[2].url("https://v/").endswith(
         "data/futures/um/monthly/klines/X/1h/X-1h-2025-02.zip")  # fmt: skip
+
+
+def test_funding_rates_come_from_the_monthly_files_or_rest_into_the_funding_table(
+    deep_exchange, tmp_path
+):
+    month = next(f for f in plan("BTCUSDT", "1h", START, END) if f.monthly)
+    deep_exchange.vision_faults.missing.add(f"ETHUSDT-fundingRate-{month.period}.zip")
+    db = tmp_path / "m.db"
+    done = run_import(deep_exchange, db, timeframes="1d")
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = BarStore(db)
+    try:
+        for symbol in SYMBOLS:
+            # Independent: the exchange's own fundingRate history over the imported months.
+            start = plan(symbol, "1d", START, START)[0].start_ms
+            got = store.load_funding(symbol, start, 2**62)
+            ref = deep_exchange.funding.history(symbol, start, int(got.time_ms[-1]), 10_000)
+            assert len(got.time_ms) > 60
+            np.testing.assert_array_equal(got.time_ms, ref.time_ms)
+            np.testing.assert_allclose(got.rate, np.round(ref.rate, 8), rtol=0, atol=1e-15)
+    finally:
+        store.close()
+    # The missing month and the month still running came over REST; the rest from files.
+    assert "months over REST" in summary(done.stdout)
+    again = run_import(deep_exchange, db, timeframes="1d")
+    assert "funding rates written 0" in summary(again.stdout), again.stdout

@@ -249,3 +249,19 @@ def test_a_version_3_database_is_migrated_in_place_to_every_timeframe(tmp_path, 
     assert db.load("ETHUSDT", "1h").to_frame().equals(hours.to_frame())
     db.close()
     assert BarStore(path).count() == len(minutes) + 1  # opening it again changes nothing
+
+
+def test_funding_rates_are_stored_once_and_read_back_in_time_order(tmp_path):
+    from backend.store.records import FundingEvents
+
+    db = BarStore(tmp_path / "f.db")
+    events = FundingEvents("BTCUSDT", np.array([0, 28_800_000, 57_600_000]),
+                           np.array([1e-4, -2e-4, 3e-5]))  # fmt: skip
+    assert db.upsert_funding(events) == 3
+    assert db.upsert_funding(events) == 0  # the same rates again: nothing written
+    changed = FundingEvents("BTCUSDT", np.array([28_800_000]), np.array([5e-4]))
+    assert db.upsert_funding(changed) == 1
+    back = db.load_funding("BTCUSDT", 1, 2**40)
+    assert back.time_ms.tolist() == [28_800_000, 57_600_000] and back.rate.tolist() == [5e-4, 3e-5]
+    assert len(db.load_funding("ETHUSDT").time_ms) == 0
+    db.close()

@@ -337,3 +337,16 @@ def test_a_version_3_database_takes_every_timeframe_after_migrating(pg_url, pg_c
         db.close()
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_funding_rates_in_postgresql_are_stored_once(pg_url):
+    from backend.store.records import FundingEvents
+
+    db = open_store(pg_url)
+    try:
+        events = FundingEvents("BTCUSDT", np.array([0, 28_800_000]), np.array([1e-4, -2e-4]))
+        assert db.upsert_funding(events) == 2
+        assert db.upsert_funding(events) == 0
+        assert db.load_funding("BTCUSDT").rate.tolist() == [1e-4, -2e-4]
+    finally:
+        db.close()

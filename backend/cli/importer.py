@@ -6,7 +6,9 @@ month is asked and daily files around them (``feed.vision.plan``). A file is dow
 refused falls back to its daily files, a daily file to REST klines (within the weight budget).
 A file whose bars are all stored already is not fetched again (a re-run, or a killed import run
 again, fetches only what is missing), and every write is an idempotent upsert. Downloads run a
-few at a time; a progress bar per symbol and timeframe; a summary at the end.
+few at a time; a progress bar per symbol and timeframe; a summary at the end. The funding
+rates charged go into the ``funding`` table the same way (monthly files, else REST), for the
+backtest's funding.
 """
 
 from __future__ import annotations
@@ -26,17 +28,21 @@ from tqdm import tqdm
 from backend.feed.rest import KLINES_MAX_LIMIT, RestClient, RestError
 from backend.feed.vision import (
     MAX_FILE_BYTES,
+    FundingFile,
     VisionFile,
     VisionFormatError,
+    funding_months,
     plan,
+    read_funding,
     read_klines,
     verify,
 )
-from backend.store.records import Bars
+from backend.store.records import Bars, FundingEvents
 from backend.store.timeframes import TIMEFRAMES_MS
 
 log = logging.getLogger(__name__)
 
+_8H_MS = 8 * 3_600_000  # the longest funding interval
 DOWNLOADS_AT_ONCE = 4  # data.binance.vision is a CDN; a few at a time is polite and enough
 
 
@@ -53,6 +59,8 @@ class ImportSummary:
     rest_fallbacks: int = 0  # daily files replaced by REST klines
     refused: list[str] = field(default_factory=list)  # failed their checksum or format
     missing_bars: int = 0  # inside the stored range, neither a file nor REST had them
+    funding_rows: int = 0  # funding rates inserted or changed
+    funding_rest: int = 0  # funding months read over REST (file missing, refused, or not out)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +74,9 @@ class ImportSummary:
             f"REST; refused files {len(self.refused)}"
             + (f" ({', '.join(self.refused[:5])})" if self.refused else ""),
         ]
+        out.append(
+            f"funding rates written {self.funding_rows}; {self.funding_rest} months over REST"
+        )
         if self.missing_bars:
             out.append(f"missing bars: {self.missing_bars} (neither the files nor REST had them)")
         out += [f"error: {e}" for e in self.errors]
@@ -92,6 +103,11 @@ class Importer:
                 pool.submit(self._file, f, bars[(f.symbol, f.timeframe)])
                 for job in jobs
                 for f in plan(*job, start, end)
+            ]
+            futures += [
+                pool.submit(self._funding, f)
+                for s in symbols
+                for f in funding_months(s, start, end)
             ]
             for fut in futures:
                 fut.result()
@@ -142,6 +158,63 @@ class Importer:
         with self._lock:
             self.summary.rest_fallbacks += 1
         self._store(self._rest_klines(file))
+
+    def _funding(self, file: FundingFile) -> None:
+        """A month of funding rates: its file where it verifies, else REST."""
+        try:
+            events = None
+            if self._funding_stored(file):
+                return
+            if file.end_ms <= _now_ms():
+                body = self._get(file.url(self.vision_url))
+                checksum = self._get(file.url(self.vision_url) + ".CHECKSUM") if body else None
+                if body is not None and checksum is not None:
+                    try:
+                        verify(body, checksum.decode("ascii", "replace"), file.name)
+                        events = read_funding(body, file)
+                    except VisionFormatError as exc:
+                        log.warning("refused %s: %s", file.name, exc)
+                        with self._lock:
+                            self.summary.refused.append(file.name)
+            if events is None:
+                events = self._rest_funding(file)
+                with self._lock:
+                    self.summary.funding_rest += 1
+            written = self.db.upsert_funding(events) if len(events.time_ms) else 0
+            with self._lock:
+                self.summary.funding_rows += written
+        except SourceUnreachable as exc:
+            with self._lock:
+                if str(exc) not in self.summary.errors:
+                    self.summary.errors.append(str(exc))
+
+    def _funding_stored(self, file: FundingFile) -> bool:
+        """A month that is over whose rates are stored from its first funding time (00:00 UTC
+        of day 1) to within the longest interval (8 h) of its end."""
+        if file.end_ms > _now_ms():
+            return False
+        held = self.db.load_funding(file.symbol, file.start_ms, file.end_ms - 1).time_ms
+        return bool(len(held)) and held[0] == file.start_ms and held[-1] >= file.end_ms - _8H_MS
+
+    def _rest_funding(self, file: FundingFile) -> FundingEvents:
+        parts, start = [], file.start_ms
+        end = min(file.end_ms, _now_ms()) - 1
+        while start <= end:
+            try:
+                page = self.rest.funding_rates(file.symbol, start, end)
+            except RestError as exc:
+                raise SourceUnreachable(f"REST fundingRate: {exc}") from None
+            if not len(page.time_ms):
+                break
+            parts.append(page)
+            start = int(page.time_ms[-1]) + 1
+        if not parts:
+            return FundingEvents.empty(file.symbol)
+        return FundingEvents(
+            file.symbol,
+            np.concatenate([p.time_ms for p in parts]),
+            np.concatenate([p.rate for p in parts]),
+        )
 
     def _stored(self, file: VisionFile) -> bool:
         end = min(file.end_ms, _now_ms())

@@ -36,7 +36,7 @@ from backend.feed.history import HistoryOptions
 from backend.feed.rest import RestError, pick_symbols, unknown_symbols
 from backend.feed.streams import HealthSnapshot
 from backend.lru import Lru
-from backend.storage import open_store
+from backend.storage import StorageError, open_store
 from backend.storage.persistence import resume_from_storage, save_all
 from backend.store.records import TIMEFRAMES_MS, Bars, Coverage, FundingSnapshot
 from backend.store.tick_store import StoreSnapshot
@@ -99,9 +99,10 @@ class MarketRules(threading.Thread):
     was charged over ``FUNDING_HISTORY_MS`` (``fundingRate``, into the mark book). A failure
     is logged and left: the backtest then says which rules and rates it lacks."""
 
-    def __init__(self, rest, symbols: list[str], marks) -> None:
+    def __init__(self, rest, symbols: list[str], marks, db=None) -> None:
         super().__init__(name="market-rules", daemon=True)
         self._rest, self._symbols, self._marks = rest, list(symbols), marks
+        self._db = db  # funding rates imported earlier (python -m backend import)
         self._stop_event = threading.Event()
         self.instruments: dict = {}
         self.error: str | None = None
@@ -118,10 +119,12 @@ class MarketRules(threading.Thread):
             for symbol in self._symbols:
                 if self._stop_event.is_set():
                     return
+                if self._db is not None:
+                    self._marks.add_history(self._db.load_funding(symbol))
                 self._marks.add_history(
                     self._rest.funding_rates(symbol, now - FUNDING_HISTORY_MS, now)
                 )
-        except RestError as exc:
+        except (RestError, StorageError) as exc:
             self.error = str(exc)
             log.warning("market rules or funding history unavailable: %s", exc)
 
@@ -209,10 +212,11 @@ class Engine:
                 history_s=opts.history_1s_s, history_bars=opts.history_bars,
             )  # fmt: skip
         stored = self.db.load if self.spec.ids_continue else None  # real data only
+        stored_db = self.db if self.spec.ids_continue else None
         feed = build_feed(self.cfg, opts.history, resume, stored).start()
         self.store, self.ingestor, self.history = feed.store, feed.ingestor, feed.history
         self.resumed = feed.resumed
-        self._rules = MarketRules(self.ingestor.rest, symbols, self.ingestor.marks)
+        self._rules = MarketRules(self.ingestor.rest, symbols, self.ingestor.marks, stored_db)
         self._rules.start()
 
     # --- the page's only door into the backend ---------------------------------------------

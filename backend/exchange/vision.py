@@ -13,7 +13,13 @@ from http import HTTPStatus
 from websockets.http11 import Response
 
 from backend.exchange.responses import json_response, response
-from backend.feed.vision import VisionFile, checksum_text, write_klines
+from backend.feed.vision import (
+    FundingFile,
+    VisionFile,
+    checksum_text,
+    write_funding,
+    write_klines,
+)
 from backend.store.timeframes import KLINE_TIMEFRAMES
 
 
@@ -39,6 +45,8 @@ class VisionTree:
             time.sleep(faults.delay_s)
         parts = path.strip("/").split("/")
         missing = json_response(HTTPStatus.NOT_FOUND, {"msg": "NoSuchKey"})
+        if len(parts) == 7 and parts[:5] == ["data", "futures", "um", "monthly", "fundingRate"]:
+            return self._vision_funding(parts[5], parts[6]) or missing
         if len(parts) != 8 or parts[:3] != ["data", "futures", "um"] or parts[4] != "klines":
             return missing
         kind, symbol, tf, name = parts[3], parts[5], parts[6], parts[7]
@@ -66,6 +74,32 @@ class VisionTree:
                 return missing  # before the symbol traded
             body = self._vision_files[key] = write_klines(bars, faults.header, faults.micros)
         if want_checksum:
+            return response(
+                HTTPStatus.OK, checksum_text(body, zip_name).encode(), None, "text/plain"
+            )
+        if zip_name in faults.corrupt:
+            body = body[:-8] + bytes(8)
+        return response(HTTPStatus.OK, body, None, "application/zip")
+
+    def _vision_funding(self, symbol: str, name: str) -> Response | None:
+        """``{SYMBOL}-fundingRate-{YYYY-MM}.zip[.CHECKSUM]``: the rates the exchange's
+        ``/fapi/v1/fundingRate`` gives for the month, once it is over."""
+        faults = self.vision_faults
+        zip_name = name.removesuffix(".CHECKSUM")
+        prefix = f"{symbol}-fundingRate-"
+        if symbol not in self._pub or not zip_name.startswith(prefix) or zip_name in faults.missing:
+            return None
+        try:
+            file = FundingFile(symbol, zip_name[len(prefix) :].removesuffix(".zip"))
+            start, end = file.start_ms, file.end_ms
+        except ValueError:
+            return None
+        if end > self.clock_ms():
+            return None
+        hours = self.funding.intervals_h[symbol]
+        events = self.funding.history(symbol, start, end - 1, 10_000)
+        body = write_funding(events, hours, header=faults.header)
+        if name.endswith(".CHECKSUM"):
             return response(
                 HTTPStatus.OK, checksum_text(body, zip_name).encode(), None, "text/plain"
             )

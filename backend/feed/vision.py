@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backend.store.records import MAX_PRICE, Bars
+from backend.store.records import MAX_PRICE, Bars, FundingEvents
 from backend.store.timeframes import TIMEFRAMES_MS
 
 DEFAULT_VISION_URL = "https://data.binance.vision"
@@ -226,3 +226,90 @@ def _first_day(period: str) -> dt.date:
 
 def _ms(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+# --- funding rates --------------------------------------------------------------------------
+# {vision}/data/futures/um/monthly/fundingRate/{SYMBOL}/{SYMBOL}-fundingRate-{YYYY-MM}.zip, one
+# CSV: ``calc_time,funding_interval_hours,last_funding_rate`` (header line optional), a row per
+# funding time (ms), the rate as a fraction per interval.
+FUNDING_HEADER = ("calc_time", "funding_interval_hours", "last_funding_rate")
+
+
+@dataclass(frozen=True, slots=True)
+class FundingFile:
+    symbol: str
+    month: str  # "YYYY-MM"
+
+    @property
+    def name(self) -> str:
+        return f"{self.symbol}-fundingRate-{self.month}.zip"
+
+    @property
+    def path(self) -> str:
+        return f"data/futures/um/monthly/fundingRate/{self.symbol}/{self.name}"
+
+    def url(self, vision_url: str) -> str:
+        return f"{vision_url.rstrip('/')}/{self.path}"
+
+    @property
+    def start_ms(self) -> int:
+        return VisionFile(self.symbol, "1h", self.month).start_ms
+
+    @property
+    def end_ms(self) -> int:
+        return VisionFile(self.symbol, "1h", self.month).end_ms
+
+
+def funding_months(symbol: str, start: dt.date, end: dt.date) -> list[FundingFile]:
+    """The monthly funding files covering the UTC days ``start`` … ``end``."""
+    out, month = [], start.replace(day=1)
+    while month <= end:
+        out.append(FundingFile(symbol, month.strftime("%Y-%m")))
+        month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return out
+
+
+def read_funding(body: bytes, file: FundingFile) -> FundingEvents:
+    """The funding rates of a monthly file, checked: times inside the month and ascending,
+    rates finite and within ±5 % (Binance caps them far below)."""
+    if len(body) > MAX_FILE_BYTES:
+        raise VisionFormatError(f"{file.name}: larger than {MAX_FILE_BYTES >> 20} MB")
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".csv")]
+            if len(names) != 1:
+                raise VisionFormatError(f"{file.name}: expected one CSV inside, found {len(names)}")
+            text = zf.read(names[0]).decode("ascii")
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
+        raise VisionFormatError(f"{file.name}: not a funding zip ({exc})") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    if rows and not rows[0][0].strip().isdigit():
+        if tuple(c.strip() for c in rows[0][:3]) != FUNDING_HEADER:
+            raise VisionFormatError(f"{file.name}: unexpected header {rows[0][:3]}")
+        rows = rows[1:]
+    try:
+        t = np.array([int(r[0]) for r in rows], dtype=np.int64)
+        rate = np.array([float(r[2]) for r in rows], dtype=np.float64)
+    except (ValueError, IndexError) as exc:
+        raise VisionFormatError(f"{file.name}: not a funding table ({exc})") from None
+    if len(t) and t.max() >= 10**15:
+        t = t // 1000
+    if len(t) and (t[0] < file.start_ms or t[-1] >= file.end_ms or np.any(np.diff(t) <= 0)):
+        raise VisionFormatError(f"{file.name}: funding times outside {file.month} or not ascending")
+    if not np.all(np.isfinite(rate) & (np.abs(rate) <= 0.05)):
+        raise VisionFormatError(f"{file.name}: a rate is not finite or beyond ±5 %")
+    return FundingEvents(file.symbol, t, rate)
+
+
+def write_funding(events: FundingEvents, interval_h: int, header: bool = True) -> bytes:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    if header:
+        w.writerow(FUNDING_HEADER)
+    for t, r in zip(events.time_ms.tolist(), events.rate.tolist(), strict=True):
+        w.writerow([t, interval_h, f"{r:.8f}"])  # as Binance prints them (and REST)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        entry = zipfile.ZipInfo(f"{events.symbol}-fundingRate.csv", (1980, 1, 1, 0, 0, 0))
+        zf.writestr(entry, out.getvalue(), zipfile.ZIP_DEFLATED)
+    return buf.getvalue()

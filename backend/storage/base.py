@@ -9,10 +9,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from backend.store.records import BAR_COLUMNS, TIMEFRAMES_MS, Bars, CollectorHealth, GapStatus
+from backend.store.records import (
+    BAR_COLUMNS,
+    TIMEFRAMES_MS,
+    Bars,
+    CollectorHealth,
+    FundingEvents,
+    GapStatus,
+)
 
-SCHEMA_VERSION = 4  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps);
-# 4: bars.timeframe takes every timeframe's label (15m ... 1d)
+SCHEMA_VERSION = 5  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps);
+# 4: bars.timeframe takes every timeframe's label (15m ... 1d); 5: funding (rates charged)
 DEFAULT_DB = "market.db"
 
 
@@ -99,3 +106,29 @@ def bar_rows(bars: Bars):
     cols = [getattr(bars, c).tolist() for c in BAR_COLUMNS]
     for values in zip(*cols, strict=True):
         yield (bars.symbol, bars.timeframe, *values)
+
+
+# The funding rates charged at each symbol's funding times (imported, or loaded from REST).
+FUNDING_UPSERT = (
+    "INSERT INTO funding (symbol, funding_time, rate) VALUES ({m}, {m}, {m}) "
+    "ON CONFLICT (symbol, funding_time) DO UPDATE SET rate = excluded.rate "
+    "WHERE funding.rate IS DISTINCT FROM excluded.rate"
+)
+FUNDING_LOAD = (
+    "SELECT funding_time, rate FROM funding WHERE symbol = {m} AND funding_time >= {m} "
+    "AND funding_time <= {m} ORDER BY funding_time"
+)
+
+
+def funding_rows(events: FundingEvents) -> list[tuple]:
+    return [
+        (events.symbol, t, r)
+        for t, r in zip(events.time_ms.tolist(), events.rate.tolist(), strict=True)
+    ]
+
+
+def funding_from_rows(symbol: str, rows: list[tuple]) -> FundingEvents:
+    if not rows:
+        return FundingEvents.empty(symbol)
+    t, r = zip(*rows, strict=True)
+    return FundingEvents(symbol, np.array(t, np.int64), np.array(r, np.float64))

@@ -23,6 +23,8 @@ from urllib.parse import unquote
 import psycopg
 
 from backend.storage.base import (
+    FUNDING_LOAD,
+    FUNDING_UPSERT,
     HEALTH_SQL,
     SCHEMA_VERSION,
     ClaimLost,
@@ -31,13 +33,22 @@ from backend.storage.base import (
     bars_from_rows,
     claim_sql,
     collector_id,
+    funding_from_rows,
+    funding_rows,
     gap_rows,
     gap_sql,
     health_from_rows,
     load_args,
     load_sql,
 )
-from backend.store.records import BAR_COLUMNS, Bars, CollectorHealth, GapStatus, ResumePoint
+from backend.store.records import (
+    BAR_COLUMNS,
+    Bars,
+    CollectorHealth,
+    FundingEvents,
+    GapStatus,
+    ResumePoint,
+)
 from backend.store.timeframes import sql_check
 
 log = logging.getLogger(__name__)
@@ -69,6 +80,12 @@ CREATE TABLE IF NOT EXISTS collectors (
 ALTER TABLE collectors ADD COLUMN IF NOT EXISTS open_gaps INTEGER,
     ADD COLUMN IF NOT EXISTS missing_ids BIGINT, ADD COLUMN IF NOT EXISTS updated_at BIGINT;
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS funding (
+    symbol TEXT NOT NULL,
+    funding_time BIGINT NOT NULL,
+    rate DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (symbol, funding_time)
+);
 """
 _UPSERT = (
     f"INSERT INTO bars ({', '.join(_ALL)}) SELECT {', '.join(_ALL)} FROM bars_in "
@@ -219,6 +236,21 @@ class PgBarStore:
         args = load_args(symbol, timeframe, since_ms, until_ms)
         rows = self._run(lambda conn: conn.execute(load_sql("%s"), args).fetchall())
         return bars_from_rows(symbol, timeframe, rows)
+
+    def upsert_funding(self, events: FundingEvents) -> int:
+        """Funding rates charged, in one transaction; returns the rows inserted or changed."""
+
+        def work(conn: psycopg.Connection) -> int:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(FUNDING_UPSERT.format(m="%s"), funding_rows(events))
+                return max(cur.rowcount, 0)
+
+        return self._run(work)
+
+    def load_funding(self, symbol: str, since_ms: int = 0, until_ms: int = 2**62) -> FundingEvents:
+        sql = FUNDING_LOAD.format(m="%s")
+        rows = self._run(lambda conn: conn.execute(sql, (symbol, since_ms, until_ms)).fetchall())
+        return funding_from_rows(symbol, rows)
 
     def resume_points(self) -> dict[str, ResumePoint]:
         sql = "SELECT symbol, open_time, from_agg_id, saved_at FROM resume_points"

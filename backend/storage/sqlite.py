@@ -11,6 +11,8 @@ from pathlib import Path
 
 from backend.storage.base import (
     DEFAULT_DB,
+    FUNDING_LOAD,
+    FUNDING_UPSERT,
     HEALTH_SQL,
     SCHEMA_VERSION,
     StorageError,
@@ -18,13 +20,22 @@ from backend.storage.base import (
     bars_from_rows,
     claim_sql,
     collector_id,
+    funding_from_rows,
+    funding_rows,
     gap_rows,
     gap_sql,
     health_from_rows,
     load_args,
     load_sql,
 )
-from backend.store.records import BAR_COLUMNS, Bars, CollectorHealth, GapStatus, ResumePoint
+from backend.store.records import (
+    BAR_COLUMNS,
+    Bars,
+    CollectorHealth,
+    FundingEvents,
+    GapStatus,
+    ResumePoint,
+)
 from backend.store.timeframes import sql_check
 
 log = logging.getLogger(__name__)
@@ -39,6 +50,12 @@ _BARS = f"""(
 ) WITHOUT ROWID"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS bars {_BARS};
+CREATE TABLE IF NOT EXISTS funding (
+    symbol TEXT NOT NULL,
+    funding_time INTEGER NOT NULL,
+    rate REAL NOT NULL,
+    PRIMARY KEY (symbol, funding_time)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS resume_points (
     symbol TEXT PRIMARY KEY,
     open_time INTEGER NOT NULL,
@@ -168,6 +185,31 @@ class BarStore:
             except sqlite3.Error as exc:
                 raise StorageError(_explain(exc, self.path)) from exc
         return bars_from_rows(symbol, timeframe, rows)
+
+    def upsert_funding(self, events: FundingEvents) -> int:
+        """Funding rates charged, in one transaction; returns the rows inserted or changed."""
+        sql = FUNDING_UPSERT.format(m="?").replace("IS DISTINCT FROM", "IS NOT")
+        with self._lock:
+            try:
+                before = self._conn.total_changes
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(sql, funding_rows(events))
+                self._conn.execute("COMMIT")
+                return self._conn.total_changes - before
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StorageError(_explain(exc, self.path)) from exc
+
+    def load_funding(self, symbol: str, since_ms: int = 0, until_ms: int = 2**62) -> FundingEvents:
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    FUNDING_LOAD.format(m="?"), (symbol, since_ms, until_ms)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(_explain(exc, self.path)) from exc
+        return funding_from_rows(symbol, rows)
 
     def resume_points(self) -> dict[str, ResumePoint]:
         """The saved resume point of each symbol."""
