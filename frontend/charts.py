@@ -107,6 +107,11 @@ def _spread_kind(p) -> str:
         return f"β from the latest {p.lookback_bars} bars for every bar (hindsight)"
     if p.method == "kalman":
         return "walk-forward: Kalman one-step-ahead β_t, α_t (AR(1) spread state)"
+    if p.hedge_timeframe is not None:
+        return (
+            f"walk-forward on {p.hedge_timeframe} bars: each bar's β from the {p.lookback_bars} "
+            f"{p.hedge_timeframe} bars closed before it"
+        )
     return f"walk-forward: each bar's β from the {p.lookback_bars} bars before it"
 
 

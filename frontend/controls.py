@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from backend.engine import LevelRule, PairParams, PairRequest
+from backend.engine import TIMEFRAMES_MS, LevelRule, PairParams, PairRequest
 from backend.engine import analytics as an
 
 METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Kalman": "kalman"}
 
 WALK_FORWARD = "Walk-forward (no look-ahead)"
+SAME_BARS = "these bars"
 
 HINDSIGHT = "Fixed β from the latest window (hindsight)"
 
@@ -130,6 +131,16 @@ def sidebar(engine, data, live: bool = True) -> Controls | None:
         "every bar shown, earlier bars judged with a fit that saw their future.",
     )
     series = more.radio("Regress on", ["Log price", "Price"], horizontal=True, key="series")
+    slower = [
+        t for t in data.timeframes if t != "1s" and TIMEFRAMES_MS[t] > TIMEFRAMES_MS[timeframe]
+    ]
+    hedge_on = more.selectbox(
+        "Fit the hedge on",
+        [SAME_BARS, *slower],
+        key="hedge_tf",
+        help="a slower timeframe: OLS over the lookback's slow bars, walk-forward (each bar takes "
+        "the fit of the slow bars closed before it), applied to these bars' spread",
+    )
     corr_on = more.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
     corr_window = more.number_input("Correlation window (bars)", 2, 10_000, 60, key="corr_window")
     shown = more.number_input("Bars shown", 50, 20_000, 600, step=50, key="shown")
@@ -145,6 +156,7 @@ def sidebar(engine, data, live: bool = True) -> Controls | None:
         corr_on_returns=corr_on == "Log returns",
         z_threshold=float(threshold),
         hindsight=spread_mode == HINDSIGHT,
+        hedge_timeframe=None if hedge_on == SAME_BARS else hedge_on,
         **execution,
     )
     try:

@@ -327,6 +327,11 @@ def fit_text(p: PairParams) -> str:
             f"{an.KALMAN_REFIT_BARS} bars, at fixed UTC times)"
         )
     name = p.method.upper() if p.method == "ols" else p.method
+    if p.hedge_timeframe is not None:
+        return (
+            f"{name} on {p.hedge_timeframe} bars, walk-forward: each bar takes the fit of the "
+            f"{p.lookback_bars} {p.hedge_timeframe} bars closed before it"
+        )
     how = "hindsight: the latest" if p.hindsight else "walk-forward: the"
     return f"{name}, {how} {p.lookback_bars} bars"
 

@@ -11,9 +11,11 @@ import pytest
 from statsmodels.tsa.stattools import coint
 
 from backend.engine import AlertGate, LevelRule, PairParams, PairRequest, PairService
-from backend.engine.pairs import needs
+from backend.engine.pairs import ExecutionContext, needs
 from backend.engine.uploads import UploadedData, UploadedSymbol
+from backend.exchange.sources import Simulator
 from backend.lru import Lru
+from backend.store.resampling import fold_bars
 from tests.conftest import pair_bars
 
 P = PairParams(lookback_bars=200, z_window_bars=40, z_threshold=1.5)
@@ -161,3 +163,54 @@ def test_the_page_opens_on_the_shortest_timeframe_whose_history_is_in(service):
                                    ["YYY", "XXX"]) == "1s"  # fmt: skip
     assert service.ready_timeframe(Market({"1s": 5, "1m": need - 1, "5m": 0}), order,
                                    ["YYY", "XXX"]) is None  # fmt: skip
+
+
+class TwoTimeframes:
+    """1m bars of a simulated pair and the 1h bars folded from them (every bar closed)."""
+
+    key = ("two timeframes",)
+    newest_is_open = False
+    funding_source = "none"
+
+    def __init__(self, minutes: dict) -> None:
+        self._bars = {(s, "1m"): b for s, b in minutes.items()}
+        self._bars |= {(s, "1h"): fold_bars(b, "1h") for s, b in minutes.items()}
+        self.symbols = list(minutes)
+
+    def bars(self, symbol, timeframe, last=None):
+        b = self._bars[(symbol, timeframe)]
+        return b if last is None or len(b) <= last else b.slice(len(b) - last, len(b))
+
+    def carry(self, y, x, beta):
+        return None
+
+    def execution_context(self, symbols, timeframe):
+        return ExecutionContext(funding_source="none")
+
+    def execution_version(self, symbols):
+        return ()
+
+
+def test_a_hedge_fitted_on_1h_bars_is_the_ols_of_the_hours_closed_before_each_minute(service):
+    minutes = Simulator(["AAAUSDT", "BBBUSDT"], seed=8).deep_minutes(1_780_012_800_000, 3 * 1440)
+    market = TwoTimeframes(minutes)
+    p = PairParams(lookback_bars=24, z_window_bars=60, hedge_timeframe="1h")
+    report = service.report(market, PairRequest("BBBUSDT", "AAAUSDT", "1m", p, shown_bars=2000))
+    live = report.live
+    hours = {s: market.bars(s, "1h") for s in ("AAAUSDT", "BBBUSDT")}
+    hour_open = hours["AAAUSDT"].open_time
+    checked = 0
+    for i in range(0, len(live.open_time), 97):
+        t = int(live.open_time[i])
+        j = int(np.searchsorted(hour_open, t, "right")) - 1  # the hour holding this minute
+        if j < 24:
+            assert np.isnan(live.beta[i])  # fewer than 24 closed hours before it: no hedge
+            continue
+        ly = np.log(hours["BBBUSDT"].close[j - 24 : j])
+        lx = np.log(hours["AAAUSDT"].close[j - 24 : j])
+        (a, b), *_ = np.linalg.lstsq(np.column_stack([np.ones(24), lx]), ly, rcond=None)
+        assert live.beta[i] == pytest.approx(b, rel=1e-9) and live.alpha[i] == pytest.approx(a)
+        checked += 1
+    assert checked >= 15
+    with pytest.raises(ValueError, match="walk-forward OLS"):
+        PairParams(method="huber", hedge_timeframe="1h").check()

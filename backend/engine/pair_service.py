@@ -36,8 +36,10 @@ from backend.engine.pairs import (
     needs,
     notional_beta,
     slow_stats,
+    slower_hedge_path,
 )
-from backend.store.records import Bars, Coverage
+from backend.store.records import TIMEFRAMES_MS, Bars, Coverage
+from backend.store.resampling import align
 
 
 class MarketData(Protocol):
@@ -165,13 +167,26 @@ class PairService:
         source = market.funding_source
         if have < min(needs(p).values()):
             return PairReport(request, yb, xb, have, waiting, None, None, None, math.nan, source)
-        live = live_stats(yb, xb, p, newest_is_open=market.newest_is_open)
+        hedge = None
+        if p.hedge_timeframe is not None and p.hedge_timeframe != request.timeframe:
+            hedge = self._slower_hedge(market, request, yb, xb)
+        live = live_stats(yb, xb, p, newest_is_open=market.newest_is_open, hedge=hedge)
         slow = self._slow(market, request, yb, xb, live, force_slow)
         if p.path_is_slow and slow is not None:
             live = live_stats(yb, xb, p, slow, market.newest_is_open)
         beta = notional_beta(_last_finite(live.beta), p.log_prices, yb, xb)
         carry = market.carry(request.y, request.x, beta)
         return PairReport(request, yb, xb, have, waiting, live, slow, carry, beta, source)
+
+    @staticmethod
+    def _slower_hedge(market: MarketData, request: PairRequest, yb: Bars, xb: Bars):
+        """The hedge fitted on ``params.hedge_timeframe`` bars, for each aligned bar shown."""
+        p, tf = request.params, request.params.hedge_timeframe
+        ya, _ = align(yb, xb)
+        span = int(ya.open_time[-1] - ya.open_time[0]) if len(ya) else 0
+        n = span // TIMEFRAMES_MS[tf] + p.lookback_bars + 3
+        ys, xs = market.bars(request.y, tf, last=n), market.bars(request.x, tf, last=n)
+        return slower_hedge_path(ya.open_time, ys, xs, p)
 
     def _slow(self, market, request: PairRequest, yb, xb, live, force: bool):
         """ADF, Engle–Granger, half-life, the slow hedge paths and the backtest: once per

@@ -62,6 +62,9 @@ class PairParams:
     stop_z: float | None = None
     stop_loss_bps: float | None = None
     max_hold_bars: int | None = None
+    # Fit the hedge on this slower timeframe (OLS, walk-forward) and apply it to the bars shown:
+    # each bar takes the fit of the lookback slow bars closed before it. None: the same bars.
+    hedge_timeframe: str | None = None
 
     def execution(self) -> an.ExecutionConfig:
         return an.ExecutionConfig(
@@ -87,6 +90,11 @@ class PairParams:
             raise ValueError("the z-score threshold must be greater than 0")
         if not 0 <= self.assumed_spread_bps < 1e4:
             raise ValueError("the assumed spread must be >= 0 bps")
+        if self.hedge_timeframe is not None:
+            if self.hedge_timeframe not in TIMEFRAMES_MS:
+                raise ValueError(f"unknown hedge timeframe {self.hedge_timeframe!r}")
+            if self.method != "ols" or self.hindsight:
+                raise ValueError("a hedge from a slower timeframe is a walk-forward OLS")
         self.execution().check()
 
     @property
@@ -224,6 +232,24 @@ def hedge_path(
     return _robust_path(y, x, p, open_time, bar_ms)
 
 
+def slower_hedge_path(
+    open_time: np.ndarray, y_slow: Bars, x_slow: Bars, p: PairParams
+) -> HedgePath:
+    """The hedge of the bars at ``open_time`` fitted on slower bars: walk-forward OLS of the
+    regression series over the ``lookback_bars`` slow bars before each slow bar, and each bar
+    at ``open_time`` takes the fit in force at its open (that of the latest slow bar opened at
+    or before it: fitted on slow bars all closed by then). No figure sees a later bar."""
+    _, _, ys, xs = aligned_series(y_slow, x_slow, p)
+    ya, _ = align(y_slow, x_slow)
+    slow = hedge_path(ys, xs, replace(p, hedge_timeframe=None), closed=len(ys))
+    at = np.searchsorted(ya.open_time, np.asarray(open_time), "right") - 1
+    known = at >= 0
+    idx = np.maximum(at, 0)
+    beta = np.where(known, slow.beta[idx], np.nan) if len(ys) else np.full(len(at), np.nan)
+    alpha = np.where(known, slow.alpha[idx], np.nan) if len(ys) else np.full(len(at), np.nan)
+    return HedgePath(beta, alpha)
+
+
 def _shifted(a: np.ndarray) -> np.ndarray:
     """Value of the window ending at the previous bar, for each bar."""
     return np.concatenate(([np.nan], a[:-1])) if len(a) else a
@@ -247,13 +273,16 @@ def live_stats(
     p: PairParams,
     slow: SlowStats | None = None,
     newest_is_open: bool = True,
+    hedge: HedgePath | None = None,
 ) -> LiveStats:
     """The per-refresh figures (closed forms and O(n) rolling sums); a slow hedge path comes
     from ``slow`` (fitted at the last bar close; the live bar's hedge needs no newer bar).
     ``newest_is_open``: the newest bar is still forming (a feed), not closed (a file)."""
     ya, xa, y, x = aligned_series(y_bars, x_bars, p)
     closed = max(0, len(y) - 1) if newest_is_open else len(y)
-    if p.path_is_slow:
+    if hedge is not None:  # fitted elsewhere (a slower timeframe)
+        beta, alpha = hedge.beta, hedge.alpha
+    elif p.path_is_slow:
         if slow is not None and slow.path is not None and len(slow.path.beta) == len(y):
             beta, alpha = slow.path.beta, slow.path.alpha
         else:
