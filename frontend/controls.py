@@ -143,7 +143,7 @@ def sidebar(engine, data, live: bool = True) -> Controls | None:
     )
     corr_on = more.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
     corr_window = more.number_input("Correlation window (bars)", 2, 10_000, 60, key="corr_window")
-    shown = more.number_input("Bars shown", 50, 20_000, 600, step=50, key="shown")
+    shown = more.number_input("Bars shown", 50, 200_000, 600, step=50, key="shown")
     cooldown = more.number_input("Alert cooldown (s)", 0.0, 3_600.0, 30.0, step=5.0, key="cooldown")
     execution = execution_settings(sb)
     rules_editor(sb, symbols)

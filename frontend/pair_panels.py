@@ -174,6 +174,12 @@ def analysis_views(engine: Engine, data, controls: Controls, report: PairReport)
         "Charts redraw "
         + ("when a bar closes" if every is None else f"every {every:g} s when their data change")
         + " (sidebar: Charts redraw); the figures above every second."
+        + (
+            f" Lines of more than {charts.MAX_LINE_POINTS:,} bars are drawn through each "
+            "stretch's lowest and highest values; every figure uses every bar."
+            if controls.shown_bars > charts.MAX_LINE_POINTS
+            else ""
+        )
     )
     version = chart_version(controls, yb, xb)
     if view == "Prices":
