@@ -3,6 +3,7 @@ alert rules; read into one immutable ``Controls`` and the engine's ``PairRequest
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ METHOD_LABELS = {"OLS": "ols", "Huber": "huber", "Theil–Sen": "theil-sen", "Ka
 
 WALK_FORWARD = "Walk-forward (no look-ahead)"
 SAME_BARS = "these bars"
+LAST_BARS, DATES = "the last bars", "dates"
 
 HINDSIGHT = "Fixed β from the latest window (hindsight)"
 
@@ -41,6 +43,8 @@ class Controls:
     cooldown_s: float
     chart_every_s: float | None  # None: redraw at bar close
     rules: tuple[LevelRule, ...] = ()  # price / volume alert rules of this session
+    start_ms: int | None = None  # a range of dates shown instead of the last shown_bars
+    end_ms: int | None = None
 
     def request(self, adf_token=None) -> PairRequest:
         """The engine's request for this pair; "On demand" leaves the slow figures out until
@@ -50,6 +54,7 @@ class Controls:
             self.y, self.x, self.timeframe, self.params, self.shown_bars,
             slow=not on_demand or adf_token is not None,
             slow_token=adf_token if on_demand else None,
+            start_ms=self.start_ms, end_ms=self.end_ms,
         )  # fmt: skip
 
 
@@ -143,7 +148,17 @@ def sidebar(engine, data, live: bool = True) -> Controls | None:
     )
     corr_on = more.radio("Correlate", ["Log returns", "Prices"], horizontal=True, key="corr_on")
     corr_window = more.number_input("Correlation window (bars)", 2, 10_000, 60, key="corr_window")
+    span = more.radio("Show", [LAST_BARS, DATES], horizontal=True, key="show_span")
     shown = more.number_input("Bars shown", 50, 200_000, 600, step=50, key="shown")
+    start_ms = end_ms = None
+    if span == DATES:
+        today = dt.datetime.now(dt.UTC).date()
+        days = more.date_input(
+            "From – to (UTC days, inclusive)", (today - dt.timedelta(days=30), today),
+            max_value=today, key="shown_dates",
+        )  # fmt: skip
+        if len(days) == 2:  # the second day is picked after the first
+            start_ms, end_ms = _day_ms(days[0]), _day_ms(days[1]) + 86_400_000 - 1
     cooldown = more.number_input("Alert cooldown (s)", 0.0, 3_600.0, 30.0, step=5.0, key="cooldown")
     execution = execution_settings(sb)
     rules_editor(sb, symbols)
@@ -167,7 +182,7 @@ def sidebar(engine, data, live: bool = True) -> Controls | None:
     rules = tuple(LevelRule(**r) for r in st.session_state["rules"])
     return Controls(
         timeframe, y, x, int(shown), params, adf_mode, float(cooldown), _seconds(chart_choice),
-        rules,
+        rules, start_ms, end_ms,
     )  # fmt: skip
 
 
@@ -233,6 +248,10 @@ def _pair_symbols(data) -> list[str]:
 
 def _chosen() -> None:
     st.session_state["timeframe_fixed"] = True
+
+
+def _day_ms(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def _default(key: str, index: int) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -64,6 +65,12 @@ def pair_report(engine: Engine, data, controls: Controls) -> PairReport:
 def analysis(engine: Engine, data, controls: Controls) -> None:
     """The figures and alerts, every second: cheap to send, unlike a chart."""
     report = pair_report(engine, data, controls)
+    if controls.start_ms is not None and not report.aligned_bars:
+        st.info(
+            f"No {controls.timeframe} bars of {controls.y} and {controls.x} from "
+            f"{_utc(controls.start_ms)} to {_utc(controls.end_ms)} UTC."
+        )
+        return
     if report.waiting:
         st.info(
             f"Warming up on {controls.timeframe} bars: {report.aligned_bars} aligned bars of "
@@ -165,7 +172,7 @@ def analysis_views(engine: Engine, data, controls: Controls, report: PairReport)
     (docs/benchmarks.md: design measurements)."""
     p = controls.params
     yb, xb, live, slow = report.yb, report.xb, report.live, report.slow
-    shown = slice(-controls.shown_bars, None)
+    shown = slice(report.shown_from, None)
     view = st.radio(
         "View", VIEWS, horizontal=True, key="analysis_tab", label_visibility="collapsed"
     )
@@ -387,6 +394,8 @@ def price_charts(yb: Bars, xb: Bars, controls: Controls) -> None:
             "cannot be told apart on a screen); the other charts show all of them."
         )
     for bars in (yb, xb):
+        if controls.start_ms is not None:  # a range of dates: its own bars, not the history
+            bars = bars.slice(int(np.searchsorted(bars.open_time, controls.start_ms)), len(bars))
         if len(bars):
             show_chart(
                 f"candles_{bars.symbol}",

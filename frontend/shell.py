@@ -39,7 +39,8 @@ def get_engine(opts: EngineOptions) -> Engine:
 SHARED_KEYS = ("refresh", "chart_refresh", "method", "spread_mode", "series", "corr_on",
                "lookback", "z_window", "corr_window", "shown", "z_threshold", "fee_kind",
                "fee_custom", "fill", "notional", "assumed_spread", "stop_z", "stop_loss",
-               "max_hold", "adf_mode", "cooldown", "hedge_tf")  # fmt: skip
+               "max_hold", "adf_mode", "cooldown", "hedge_tf", "show_span",
+               "shown_dates")  # fmt: skip
 
 PAGES_DIR = "frontend/pages"  # relative to app.py, the main script
 

@@ -292,3 +292,23 @@ def test_latency_on_a_db_page_with_old_bars_reads_as_their_age():
     assert latency_text("live", year_ms, None) == f"latency {year_ms:,.0f} ms"
     assert latency_text("live", 12.0, 95_600.0) == "clock offset +95.6 s (exchange − ours)"
     assert latency_text("live", None, None) == "latency —"
+
+
+def test_a_range_of_dates_shows_the_bars_of_those_days(app_env, dec_trades):
+    import datetime as dt
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    expected_ticks = sum(len(b) for b in dec_trades.values())
+    run_until(
+        at, lambda a: metric(a, "Ticks") == f"{expected_ticks:,}" and metric(a, "Hedge ratio β")
+    )
+    beta = metric(at, "Hedge ratio β")
+    at.radio(key="show_span").set_value("dates").run()
+    assert not at.exception
+    # The default range (the last 30 days) holds none of the recording's bars.
+    assert any(i.value.startswith("No 1s bars of") for i in at.info), [i.value for i in at.info]
+    day = dt.date(2025, 12, 15)  # the recording's day: every bar of it, as before
+    at.date_input(key="shown_dates").set_value((day, day)).run()
+    assert not at.exception
+    assert metric(at, "Hedge ratio β") == beta

@@ -214,3 +214,28 @@ def test_a_hedge_fitted_on_1h_bars_is_the_ols_of_the_hours_closed_before_each_mi
     assert checked >= 15
     with pytest.raises(ValueError, match="walk-forward OLS"):
         PairParams(method="huber", hedge_timeframe="1h").check()
+
+
+def test_a_range_of_dates_shows_its_bars_with_the_history_their_windows_need(service):
+    yb, _ = pair_bars()
+    t = yb.open_time
+    ranged = PairRequest("YYY", "XXX", "1s", P, start_ms=int(t[500]), end_ms=int(t[700]))
+    report = service.report(uploads(900), ranged)
+    live = report.live
+    assert int(live.open_time[-1]) == t[700] and int(live.open_time[report.shown_from]) == t[500]
+    assert live.open_time[0] < t[500]  # the windows' history before the range
+    # The same figures as the last 201 bars of the data cut at the range's end.
+    cut = service.report(uploads(701), PairRequest("YYY", "XXX", "1s", P, shown_bars=201))
+    assert report.beta == cut.beta and live.latest_z == cut.live.latest_z
+    np.testing.assert_array_equal(
+        live.zscore[report.shown_from :], cut.live.zscore[cut.shown_from :]
+    )
+
+    class Feed(UploadedData):  # a live source: its newest bar forms, unless the range ends before
+        newest_is_open = True
+
+    items = {b.symbol: UploadedSymbol(b.symbol, bars=b) for b in pair_bars()}
+    live_ranged = service.report(Feed(items, key=("feed",)), ranged).live
+    assert live_ranged.closed == len(live_ranged.open_time)  # every bar in the range closed
+    live_last = service.report(Feed(items, key=("feed",)), PairRequest("YYY", "XXX", "1s", P)).live
+    assert live_last.closed == len(live_last.open_time) - 1

@@ -80,6 +80,10 @@ class PairRequest:
     shown_bars: int = 600
     slow: bool = True
     slow_token: Hashable = None
+    # A range of dates instead of the last ``shown_bars``: bars opened in [start_ms, end_ms]
+    # (end None: up to the newest), with the history their windows need before them.
+    start_ms: int | None = None
+    end_ms: int | None = None
 
     @property
     def symbols(self) -> tuple[str, str]:
@@ -100,6 +104,16 @@ class PairReport:
     carry: PairCarry | None
     carry_beta: float  # the notional hedge the carry is of (x's notional per 1 of y's)
     funding_source: str
+
+    @property
+    def shown_from(self) -> int:
+        """Index of the first aligned bar shown: the range's first, or ``shown_bars`` back."""
+        live, r = self.live, self.request
+        if live is None:
+            return 0
+        if r.start_ms is None:
+            return max(0, len(live.open_time) - r.shown_bars)
+        return int(np.searchsorted(live.open_time, r.start_ms, "left"))
 
     @property
     def beta(self) -> float:
@@ -159,9 +173,7 @@ class PairService:
 
     def report(self, market: MarketData, request: PairRequest, force_slow=False) -> PairReport:
         p = request.params
-        keep = request.shown_bars + history_bars(p) + 1
-        yb = market.bars(request.y, request.timeframe, last=keep)
-        xb = market.bars(request.x, request.timeframe, last=keep)
+        yb, xb, newest_is_open = self._pair_bars(market, request)
         have = _common_bars(yb, xb)
         waiting = {name: n for name, n in needs(p).items() if have < n}
         source = market.funding_source
@@ -170,13 +182,37 @@ class PairService:
         hedge = None
         if p.hedge_timeframe is not None and p.hedge_timeframe != request.timeframe:
             hedge = self._slower_hedge(market, request, yb, xb)
-        live = live_stats(yb, xb, p, newest_is_open=market.newest_is_open, hedge=hedge)
+        live = live_stats(yb, xb, p, newest_is_open=newest_is_open, hedge=hedge)
         slow = self._slow(market, request, yb, xb, live, force_slow)
         if p.path_is_slow and slow is not None:
-            live = live_stats(yb, xb, p, slow, market.newest_is_open)
+            live = live_stats(yb, xb, p, slow, newest_is_open)
         beta = notional_beta(_last_finite(live.beta), p.log_prices, yb, xb)
         carry = market.carry(request.y, request.x, beta)
         return PairReport(request, yb, xb, have, waiting, live, slow, carry, beta, source)
+
+    @staticmethod
+    def _pair_bars(market: MarketData, request: PairRequest) -> tuple[Bars, Bars, bool]:
+        """The bars shown and the history their windows need, and whether the newest of them
+        is still forming (a range ending in the past holds closed bars only)."""
+        p, tf = request.params, request.timeframe
+        extra = history_bars(p) + 1
+        if request.start_ms is None:
+            keep = request.shown_bars + extra
+        else:
+            newest = [market.bars(s, tf, last=1) for s in request.symbols]
+            top = max((int(b.open_time[-1]) for b in newest if len(b)), default=-1)
+            if top < request.start_ms:  # nothing in the range: no figures of earlier bars
+                return Bars.empty(request.y, tf), Bars.empty(request.x, tf), False
+            keep = (top - request.start_ms) // TIMEFRAMES_MS[tf] + 1 + extra
+        yb, xb = (market.bars(s, tf, last=keep) for s in request.symbols)
+        newest_is_open = market.newest_is_open
+        if request.end_ms is not None:
+            cut = [b.slice(0, int((b.open_time <= request.end_ms).sum())) for b in (yb, xb)]
+            newest_is_open = newest_is_open and all(
+                len(c) == len(b) for c, b in zip(cut, (yb, xb), strict=True)
+            )
+            yb, xb = cut
+        return yb, xb, newest_is_open
 
     @staticmethod
     def _slower_hedge(market: MarketData, request: PairRequest, yb: Bars, xb: Bars):
