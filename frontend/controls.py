@@ -154,11 +154,11 @@ def sidebar(engine, data, live: bool = True) -> Controls | None:
     if span == DATES:
         today = dt.datetime.now(dt.UTC).date()
         days = more.date_input(
-            "From – to (UTC days, inclusive)", (today - dt.timedelta(days=30), today),
+            "From – to (UTC days, inclusive)", (today - dt.timedelta(days=29), today),
             max_value=today, key="shown_dates",
         )  # fmt: skip
         if len(days) == 2:  # the second day is picked after the first
-            start_ms, end_ms = _day_ms(days[0]), _day_ms(days[1]) + 86_400_000 - 1
+            start_ms, end_ms = day_ms(days[0]), day_ms(days[1]) + 86_400_000 - 1
     cooldown = more.number_input("Alert cooldown (s)", 0.0, 3_600.0, 30.0, step=5.0, key="cooldown")
     execution = execution_settings(sb)
     rules_editor(sb, symbols)
@@ -250,7 +250,8 @@ def _chosen() -> None:
     st.session_state["timeframe_fixed"] = True
 
 
-def _day_ms(day: dt.date) -> int:
+def day_ms(day: dt.date) -> int:
+    """Epoch ms of a UTC day's start."""
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
 
 

@@ -3,6 +3,7 @@ click on a row opens that pair on the live pair page."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import streamlit as st
@@ -15,8 +16,10 @@ from backend.engine import (
     SCAN_TIMEFRAMES,
     TIMEFRAMES_MS,
 )
+from frontend.controls import day_ms
 
 LIVE_PAGE = "frontend/pages/live.py"
+MAX_WINDOW_BARS = 50_000  # a window of dates longer than this scans its last bars
 
 
 def scanner_page(engine) -> None:
@@ -34,7 +37,24 @@ def scanner_page(engine) -> None:
             SCAN_DEEP if deep else SCAN_FAST
         )
     timeframe = sb.radio("Bars", SCAN_TIMEFRAMES, horizontal=True, key="scan_timeframe")
-    lookback = int(sb.number_input("Lookback (bars)", 30, 5_000, step=50, key="scan_lookback"))
+    span = sb.radio("Window", ["the last bars", "dates"], horizontal=True, key="scan_span")
+    end_ms = None
+    if span == "dates":
+        today = dt.datetime.now(dt.UTC).date()
+        days = sb.date_input(
+            "From – to (UTC days, inclusive)", (today - dt.timedelta(days=29), today),
+            max_value=today, key="scan_dates",
+        )  # fmt: skip
+        if len(days) != 2:
+            st.info("Pick the window's last day too.")
+            return
+        start_ms, end_ms = day_ms(days[0]), day_ms(days[1]) + 86_400_000 - 1
+        bars = (end_ms + 1 - start_ms) // TIMEFRAMES_MS[timeframe]
+        lookback = int(min(max(bars, 30), MAX_WINDOW_BARS))
+        if bars > MAX_WINDOW_BARS:
+            sb.caption(f"The last {MAX_WINDOW_BARS:,} {timeframe} bars of these days.")
+    else:
+        lookback = int(sb.number_input("Lookback (bars)", 30, 5_000, step=50, key="scan_lookback"))
     sb.subheader("Filters")
     max_q = sb.number_input(
         "Max q (Engle–Granger p, Benjamini–Hochberg over every pair)",
@@ -58,11 +78,11 @@ def scanner_page(engine) -> None:
     filters = (max_q, hl_min, hl_max, min_corr, min_volume)
     # A scan changes only when a bar closes: look a few times a bar, send when it changed.
     every = max(1.0, TIMEFRAMES_MS[timeframe] / 12_000)
-    st.fragment(scan_table, run_every=every)(engine, timeframe, lookback, filters)
+    st.fragment(scan_table, run_every=every)(engine, timeframe, lookback, filters, end_ms)
 
 
-def scan_table(engine, timeframe: str, lookback: int, filters: tuple) -> None:
-    scan = engine.scan(timeframe, lookback)
+def scan_table(engine, timeframe: str, lookback: int, filters: tuple, end_ms=None) -> None:
+    scan = engine.scan(timeframe, lookback, end_ms=end_ms)
     if scan.waiting:
         st.info(
             f"Warming up: {scan.waiting}. A shorter lookback or another timeframe starts sooner."

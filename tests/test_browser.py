@@ -561,3 +561,9 @@ def test_the_1h_pair_page_over_90_simulated_days_and_the_1h_scanner(deep_dashboa
         assert sidebar.get_by_label("Lookback (bars)").input_value() == "720"
         rows = wait_until(lambda: scanner_rows(page), 20, "the scanner's rows")
         assert {frozenset(rows[0][:2])} == {frozenset(("BTCUSDT", "ETHUSDT"))}, rows[:3]
+        # A window of dates: the last 30 UTC days (today's included) are 30 x 24 bars, the
+        # newest still forming, so the scan ends at the last closed one.
+        sidebar.get_by_text("dates", exact=True).click()
+        page.get_by_text("the last 720 closed 1h bars").first.wait_for(timeout=20_000)
+        rows = wait_until(lambda: scanner_rows(page), 20, "the scanner's rows over dates")
+        assert {frozenset(rows[0][:2])} == {frozenset(("BTCUSDT", "ETHUSDT"))}, rows[:3]

@@ -239,3 +239,11 @@ def test_a_range_of_dates_shows_its_bars_with_the_history_their_windows_need(ser
     assert live_ranged.closed == len(live_ranged.open_time)  # every bar in the range closed
     live_last = service.report(Feed(items, key=("feed",)), PairRequest("YYY", "XXX", "1s", P)).live
     assert live_last.closed == len(live_last.open_time) - 1
+
+
+def test_a_scan_over_a_window_ending_in_the_past_is_the_scan_of_the_data_cut_there():
+    yb, _ = pair_bars()
+    end = int(yb.open_time[699])
+    windowed = uploads(900).scan("1s", 300, end_ms=end).table
+    cut = uploads(700).scan("1s", 300).table
+    pd.testing.assert_frame_equal(windowed, cut)

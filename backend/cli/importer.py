@@ -125,11 +125,7 @@ class Importer:
                 with self._lock:
                     self.summary.skipped += 1
                 return
-            got = self._download(file)
-            if got is not None:
-                self._store(got)
-                with self._lock:
-                    self.summary.files += 1
+            if self._from_file(file):
                 return
             if file.monthly:
                 with self._lock:
@@ -146,15 +142,8 @@ class Importer:
             bar.update(1)
 
     def _day(self, file: VisionFile, tried: bool = False) -> None:
-        if not tried:
-            if self._stored(file):
-                return
-            got = self._download(file)
-            if got is not None:
-                self._store(got)
-                with self._lock:
-                    self.summary.files += 1
-                return
+        if not tried and (self._stored(file) or self._from_file(file)):
+            return
         with self._lock:
             self.summary.rest_fallbacks += 1
         self._store(self._rest_klines(file))
@@ -215,6 +204,16 @@ class Importer:
             np.concatenate([p.time_ms for p in parts]),
             np.concatenate([p.rate for p in parts]),
         )
+
+    def _from_file(self, file: VisionFile) -> bool:
+        """Store the file's bars if it verifies; False where it is missing or refused."""
+        got = self._download(file)
+        if got is None:
+            return False
+        self._store(got)
+        with self._lock:
+            self.summary.files += 1
+        return True
 
     def _stored(self, file: VisionFile) -> bool:
         end = min(file.end_ms, _now_ms())

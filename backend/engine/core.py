@@ -21,7 +21,7 @@ from backend.config import (
 )
 from backend.engine.csv_export import BarsCsv
 from backend.engine.db_source import DbPoller, StoredBars
-from backend.engine.pair_service import PairService
+from backend.engine.pair_service import PairService, window_bars
 from backend.engine.pairs import (
     ExecutionContext,
     MarketScan,
@@ -267,13 +267,21 @@ class Engine:
             self._cache[key] = value
         return value
 
-    def scan(self, timeframe: str, lookback: int, adf_lag: int = 1) -> MarketScan:
+    def scan(
+        self, timeframe: str, lookback: int, adf_lag: int = 1, end_ms: int | None = None
+    ) -> MarketScan:
         """Every pair of the streamed symbols ranked (``pairs.scan_market``), computed once
-        per closed bar for every viewer."""
-        bars = {s: self.store.bars(s, timeframe, last=lookback + 2) for s in self.symbols}
+        per closed bar for every viewer; ``end_ms``: on the ``lookback`` bars opened by then."""
+        bars = window_bars(self, self.symbols, timeframe, lookback + 2, end_ms)
         newest = max((int(b.open_time[-1]) for b in bars.values() if len(b)), default=None)
-        key = ("scan", timeframe, lookback, adf_lag, newest)
-        scan = self.cached(key, lambda: scan_market(bars, timeframe, lookback, adf_lag))
+        # A window ending before the newest bar holds closed bars only.
+        latest = (self.store.bars(s, timeframe, last=1) for s in self.symbols)
+        top = max((int(b.open_time[-1]) for b in latest if len(b)), default=None)
+        is_open = end_ms is None or top is None or end_ms >= top
+        key = ("scan", timeframe, lookback, adf_lag, newest, is_open)
+        scan = self.cached(
+            key, lambda: scan_market(bars, timeframe, lookback, adf_lag, newest_is_open=is_open)
+        )
         return with_carry(scan, self.funding())  # rates move every second: not cached
 
     def funding(self) -> FundingSnapshot:

@@ -62,7 +62,9 @@ class MarketData(Protocol):
 
     def coverage(self, timeframe: str) -> Coverage: ...
 
-    def scan(self, timeframe: str, lookback: int, adf_lag: int = 1) -> MarketScan: ...
+    def scan(
+        self, timeframe: str, lookback: int, adf_lag: int = 1, end_ms: int | None = None
+    ) -> MarketScan: ...
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,24 @@ class AlertGate:
             return False
         self._last[key] = (alert.bar_open_time_ms, now_s)
         return True
+
+
+def window_bars(
+    market, symbols: Sequence[str], timeframe: str, n: int, end_ms: int | None
+) -> dict[str, Bars]:
+    """The last ``n`` bars of each symbol opened at or before ``end_ms`` (None: the newest)."""
+    out = {}
+    for s in symbols:
+        if end_ms is None:
+            out[s] = market.bars(s, timeframe, last=n)
+            continue
+        newest = market.bars(s, timeframe, last=1)
+        top = int(newest.open_time[-1]) if len(newest) else end_ms
+        after = max(0, top - end_ms) // TIMEFRAMES_MS[timeframe]
+        bars = market.bars(s, timeframe, last=n + after + 1)
+        upto = int((bars.open_time <= end_ms).sum())
+        out[s] = bars.slice(max(0, upto - n), upto)
+    return out
 
 
 def csv_header(request: PairRequest) -> str:

@@ -218,10 +218,12 @@ class UploadedData:
                 starts[symbol] = int(bars.open_time[0])
         return Coverage(f"{timeframe} bars uploaded", starts)
 
-    def scan(self, timeframe: str, lookback: int, adf_lag: int = 1):
+    def scan(self, timeframe: str, lookback: int, adf_lag: int = 1, end_ms: int | None = None):
         """Every pair of the uploaded symbols ranked (``pairs.scan_market``); every uploaded
         bar is closed."""
-        bars = {s: self.bars(s, timeframe, last=lookback + 1) for s in self.symbols}
+        from backend.engine.pair_service import window_bars
+
+        bars = window_bars(self, self.symbols, timeframe, lookback + 1, end_ms)
         scan = scan_market(bars, timeframe, lookback, adf_lag, newest_is_open=False)
         return with_carry(scan, self.funding())
 

@@ -122,30 +122,17 @@ class RestClient:
 
     def klines(self, symbol: str, timeframe: str, end_ms: int, limit: int) -> Bars:
         """The ``limit`` klines of ``timeframe`` with open time at or before ``end_ms``."""
-        if timeframe not in KLINE_TIMEFRAMES:  # USD-M has no 1s klines: aggTrades instead
-            raise ValueError(f"no USD-M klines for {timeframe!r}")
-        params = {
-            "symbol": symbol,
-            "interval": timeframe,
-            "endTime": end_ms,
-            "limit": min(limit, KLINES_MAX_LIMIT),
-        }
-        body = self._get("/fapi/v1/klines", params)
-        try:
-            return decode_rest_klines(symbol, timeframe, body)
-        except RestFormatError as exc:
-            raise RestError(str(exc)) from exc
+        return self._klines(symbol, timeframe, {"endTime": end_ms}, limit)
 
     def klines_from(self, symbol: str, timeframe: str, start_ms: int, limit: int) -> Bars:
         """Up to ``limit`` klines of ``timeframe`` with open time at or after ``start_ms``."""
-        if timeframe not in KLINE_TIMEFRAMES:
+        return self._klines(symbol, timeframe, {"startTime": start_ms}, limit)
+
+    def _klines(self, symbol: str, timeframe: str, at: dict, limit: int) -> Bars:
+        if timeframe not in KLINE_TIMEFRAMES:  # USD-M has no 1s klines: aggTrades instead
             raise ValueError(f"no USD-M klines for {timeframe!r}")
-        params = {
-            "symbol": symbol,
-            "interval": timeframe,
-            "startTime": start_ms,
-            "limit": min(limit, KLINES_MAX_LIMIT),
-        }
+        params = {"symbol": symbol, "interval": timeframe, **at,
+                  "limit": min(limit, KLINES_MAX_LIMIT)}  # fmt: skip
         body = self._get("/fapi/v1/klines", params)
         try:
             return decode_rest_klines(symbol, timeframe, body)

@@ -137,16 +137,7 @@ def verify(body: bytes, checksum_text: str, file_name: str) -> None:
 def read_klines(body: bytes, file: VisionFile) -> Bars:
     """The bars of a kline zip (header or not; open times in ms or µs), checked: on the
     timeframe's grid, inside the file's period, ascending, prices finite and positive."""
-    if len(body) > MAX_FILE_BYTES:
-        raise VisionFormatError(f"{file.name}: larger than {MAX_FILE_BYTES >> 20} MB")
-    try:
-        with zipfile.ZipFile(io.BytesIO(body)) as zf:
-            names = [n for n in zf.namelist() if n.endswith(".csv")]
-            if len(names) != 1:
-                raise VisionFormatError(f"{file.name}: expected one CSV inside, found {len(names)}")
-            text = zf.read(names[0]).decode("ascii")
-    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
-        raise VisionFormatError(f"{file.name}: not a kline zip ({exc})") from None
+    text = _csv_in_zip(body, file.name, "kline")
     first = text.split("\n", 1)[0]
     header = bool(first.strip()) and not first.strip()[:1].isdigit()
     if header and tuple(c.strip() for c in first.split(",")[:6]) != KLINE_HEADER[:6]:
@@ -215,6 +206,20 @@ def checksum_text(body: bytes, file_name: str) -> str:
     return f"{hashlib.sha256(body).hexdigest()}  {file_name}\n"
 
 
+def _csv_in_zip(body: bytes, name: str, what: str) -> str:
+    """The one CSV inside a data.binance.vision zip, as text."""
+    if len(body) > MAX_FILE_BYTES:
+        raise VisionFormatError(f"{name}: larger than {MAX_FILE_BYTES >> 20} MB")
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".csv")]
+            if len(names) != 1:
+                raise VisionFormatError(f"{name}: expected one CSV inside, found {len(names)}")
+            return zf.read(names[0]).decode("ascii")
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
+        raise VisionFormatError(f"{name}: not a {what} zip ({exc})") from None
+
+
 def _first_day(period: str) -> dt.date:
     try:
         if len(period) == 7:
@@ -272,16 +277,7 @@ def funding_months(symbol: str, start: dt.date, end: dt.date) -> list[FundingFil
 def read_funding(body: bytes, file: FundingFile) -> FundingEvents:
     """The funding rates of a monthly file, checked: times inside the month and ascending,
     rates finite and within ±5 % (Binance caps them far below)."""
-    if len(body) > MAX_FILE_BYTES:
-        raise VisionFormatError(f"{file.name}: larger than {MAX_FILE_BYTES >> 20} MB")
-    try:
-        with zipfile.ZipFile(io.BytesIO(body)) as zf:
-            names = [n for n in zf.namelist() if n.endswith(".csv")]
-            if len(names) != 1:
-                raise VisionFormatError(f"{file.name}: expected one CSV inside, found {len(names)}")
-            text = zf.read(names[0]).decode("ascii")
-    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
-        raise VisionFormatError(f"{file.name}: not a funding zip ({exc})") from None
+    text = _csv_in_zip(body, file.name, "funding")
     rows = [r for r in csv.reader(io.StringIO(text)) if r]
     if rows and not rows[0][0].strip().isdigit():
         if tuple(c.strip() for c in rows[0][:3]) != FUNDING_HEADER:
