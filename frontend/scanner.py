@@ -196,5 +196,6 @@ def scan_table(engine, timeframe: str, lookback: int, filters: tuple, end_ms=Non
 def open_pair(y: str, x: str, timeframe: str, lookback: int) -> None:
     """The live pair page on this pair, its bars and its lookback."""
     st.session_state.update(y_symbol=y, x_symbol=x, timeframe=timeframe, lookback=lookback)
+    st.session_state["timeframe_fixed"] = True  # the scanned timeframe, not the opening one
     st.session_state.pop("scan_table", None)  # back on the scanner, no row stays selected
     st.switch_page(LIVE_PAGE)
