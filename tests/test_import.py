@@ -182,6 +182,11 @@ def test_a_killed_import_resumes_where_it_stopped(deep_exchange, tmp_path):
         (["--timeframes", ","], "--timeframes"),
         (["--symbols", "NOPEUSDT"], "unknown symbol(s) NOPEUSDT"),
         (["--vision-url", "ftp://x"], "--vision-url"),
+        (["--vision-url", ""], "--vision-url must start with http"),
+        (["--vision-url", "nan"], "--vision-url must start with http"),
+        (["--timeframes", "-1"], "--timeframes '-1': choose from"),
+        (["--start", ""], "--start must be a day YYYY-MM-DD"),
+        (["--end", "inf"], "--end must be a day YYYY-MM-DD"),
         (["--start", "2999-01-01", "--end", "2999-01-02"], "is in the future"),
     ],
 )

@@ -274,10 +274,11 @@ class Engine:
         per closed bar for every viewer; ``end_ms``: on the ``lookback`` bars opened by then."""
         bars = window_bars(self, self.symbols, timeframe, lookback + 2, end_ms)
         newest = max((int(b.open_time[-1]) for b in bars.values() if len(b)), default=None)
-        # A window ending before the newest bar holds closed bars only.
-        latest = (self.store.bars(s, timeframe, last=1) for s in self.symbols)
-        top = max((int(b.open_time[-1]) for b in latest if len(b)), default=None)
-        is_open = end_ms is None or top is None or end_ms >= top
+        is_open = True  # the newest bar forms; a window ending before it holds closed bars
+        if end_ms is not None:
+            latest = (self.store.bars(s, timeframe, last=1) for s in self.symbols)
+            top = max((int(b.open_time[-1]) for b in latest if len(b)), default=None)
+            is_open = top is None or end_ms >= top
         key = ("scan", timeframe, lookback, adf_lag, newest, is_open)
         scan = self.cached(
             key, lambda: scan_market(bars, timeframe, lookback, adf_lag, newest_is_open=is_open)
