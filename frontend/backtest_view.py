@@ -45,7 +45,14 @@ def _funding_text(summary, source: str) -> str:
     if source == "none":
         return "no funding rates (none in this data)"
     label = "simulated" if source == "simulated" else "recorded"
-    return f"funding at the {label} rates ({summary.funding_events} payments)"
+    text = f"funding at the {label} rates ({summary.funding_events} payments)"
+    known = summary.funding_known_from_ms
+    if known is None:
+        return f"{text}; no funding rates known for these legs: none charged"
+    if summary.first_ms is not None and known > summary.first_ms:
+        day = time.strftime("%Y-%m-%d %H:%M", time.gmtime(known / 1000))
+        text += f"; rates known from {day} UTC only: funding times before it charged nothing"
+    return text
 
 
 def sharpe_text(summary) -> str:

@@ -79,6 +79,10 @@ def test_funding_is_paid_only_at_funding_times_the_position_crosses():
     np.testing.assert_allclose(
         r.pnl_usdt - flat.pnl_usdt, [0, 0, 0, -0.099, -0.3, -0.101], atol=1e-12
     )
+    # Rates are known for both legs from the later of their first funding times (x: 2 min,
+    # y: 3 min); with one leg's unknown, none is charged and the summary says so.
+    assert r.summary.funding_known_from_ms == 3 * MIN
+    assert flat.summary.funding_known_from_ms is None
 
 
 def test_a_close_fill_is_one_bar_late_and_pays_the_book_at_that_close():

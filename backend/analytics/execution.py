@@ -43,7 +43,7 @@ Conventions (the README's "How each figure is computed" repeats them):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -131,6 +131,9 @@ class BacktestSummary:
     halves: tuple[dict, dict]  # net_usdt, round_trips, hit_rate of each half of the period
     days: float  # calendar days the period covers
     sharpe: float  # from daily returns, only over >= MIN_SHARPE_DAYS days; else NaN
+    # The first funding time both legs' rates are known from (None: no rates): a trip held
+    # through an earlier funding time paid nothing for it here.
+    funding_known_from_ms: int | None = None
 
     @property
     def net_return(self) -> float:
@@ -234,6 +237,9 @@ def backtest(
     frame = _trips_frame(trips, funding, t_ms, fill_ms, market)
     events = sum(len(paid) for paid in funding)
     summary = _summary(frame, pnl, position, (refused, events), t_ms, int(bar_ms), cfg)
+    firsts = [int(g.funding_times_ms[0]) for g in legs if len(g.funding_times_ms)]
+    known = max(firsts) if len(firsts) == len(legs) else None
+    summary = replace(summary, funding_known_from_ms=known)
     return BacktestResult(position, pnl, np.cumsum(pnl), frame, summary)
 
 
