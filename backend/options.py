@@ -153,6 +153,9 @@ FLAGS: dict[str, Flag] = {
              help="data.binance.vision (or a mirror): monthly and daily kline files"),
         Flag("--timeframes", None, "1h", None, "TF,...",
              help="kline timeframes, comma-separated: 1m, 5m, 15m, 1h, 4h, 1d"),
+        Flag("--rules", None, "", "PAIRDASH_RULES", "FILE",
+             help="alert rules and channels (TOML; README: Alerts); the page creates the file "
+             "when it adds the first rule"),
         Flag("--duration", DURATION_S, None, None, "SECONDS"),
         Flag("--flush-interval", FLUSH_INTERVAL_S, 2.0, None, "SECONDS"),
         Flag("--resume-max-age", RESUME_MAX_AGE_S, RESUME_DEFAULT_S, None, "SECONDS",

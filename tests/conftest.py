@@ -68,6 +68,30 @@ def exchange_factory():
         ex.stop()
 
 
+@pytest.fixture
+def receivers(tmp_path):
+    """Local alert receivers (``tests/receivers.py``): ``receivers.http()`` and
+    ``receivers.smtp(user, password)``; every one is stopped at the end of the test."""
+    from tests.receivers import HttpReceiver, SmtpReceiver
+
+    started = []
+
+    class Make:
+        @staticmethod
+        def http(**kwargs) -> HttpReceiver:
+            started.append(HttpReceiver(**kwargs).start())
+            return started[-1]
+
+        @staticmethod
+        def smtp(user: str, password: str) -> SmtpReceiver:
+            started.append(SmtpReceiver(tmp_path, user, password).start())
+            return started[-1]
+
+    yield Make
+    for r in started:
+        r.stop()
+
+
 PG_PASSWORD = "pairdash-test"
 
 

@@ -46,8 +46,9 @@ APP_OPTIONS = list(_numbers(app.build_parser()).items())
 
 
 def test_every_numeric_option_is_declared_with_a_range():
-    assert {cmd for cmd, _, _ in CLI_OPTIONS} == {"collect", "serve", "soak"}
-    assert len(CLI_OPTIONS) == 26 and len(APP_OPTIONS) == 5  # serve --deep-days: the 26th
+    assert {cmd for cmd, _, _ in CLI_OPTIONS} == {"collect", "serve", "soak", "watch"}
+    # serve --deep-days: the 26th; watch --duration, --history-bars, --history-1s
+    assert len(CLI_OPTIONS) == 29 and len(APP_OPTIONS) == 5
     parsers = [*COMMANDS.values(), app.build_parser()]
     assert not [a for p in parsers for a in p._actions if a.type in (int, float)]
     for _, _, kind in CLI_OPTIONS + [(None, *o) for o in APP_OPTIONS]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backend.store.timeframes import TIMEFRAMES_MS
@@ -36,6 +36,12 @@ PAIR_KINDS = ("zscore", "coint", "beta_drift")
 WEBHOOK_STYLES = ("json", "slack", "discord")
 MAX_RULES_BYTES = 1 << 20
 _SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
+# What a rule's ``message`` template may name, and the message of a rule that gives none.
+MESSAGE_FIELDS = ("rule", "kind", "symbols", "timeframe", "value", "threshold", "side", "time")
+DEFAULT_MESSAGE = (
+    "{rule}: {kind} of {symbols} {side} {threshold:g} ({value:.6g}) on the {timeframe} bar of "
+    "{time}"
+)
 
 
 class RulesError(ValueError):
@@ -55,6 +61,7 @@ class Channel:
     to: tuple[str, ...] = ()
     user_env: str = ""  # email: the variables holding the login
     password_env: str = ""
+    ca_file: str = ""  # email: a CA bundle to trust (a private SMTP server); empty: the system's
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class Rule:
     below: float | None = None
     cooldown_s: float = 0.0
     channels: tuple[str, ...] = ()
-    message: str = ""  # a template: {rule} {symbols} {value} {threshold} {timeframe} {time}
+    message: str = ""  # a template (MESSAGE_FIELDS); empty: DEFAULT_MESSAGE
     extra: dict = field(default_factory=dict)  # further keys, kept for the kinds that use them
 
     @property
@@ -81,6 +88,7 @@ class Rule:
 class RuleSet:
     channels: dict[str, Channel]
     rules: tuple[Rule, ...]
+    name: str = ""  # the top-level ``ruleset = "..."``; empty: the file's name without .toml
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -92,7 +100,8 @@ def load_rules(path: str | Path) -> RuleSet:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError(f"{p}: cannot read it ({exc.__class__.__name__})") from None
-    return parse_rules(text, str(p))
+    rules = parse_rules(text, str(p))
+    return rules if rules.name else replace(rules, name=p.stem)
 
 
 def parse_rules(text: str, where: str = "rules") -> RuleSet:
@@ -102,9 +111,12 @@ def parse_rules(text: str, where: str = "rules") -> RuleSet:
         line = re.search(r"line (\d+)", str(exc))
         raise RulesError(f"{where}:{line[1] if line else '?'}: not TOML ({exc})") from None
     locate = _Locator(text, where)
-    unknown = sorted(set(doc) - {"channel", "rule"})
+    unknown = sorted(set(doc) - {"channel", "rule", "ruleset"})
     if unknown:
         raise locate.error(unknown[0], None, "unknown table (expected [[channel]] and [[rule]])")
+    name = doc.get("ruleset", "")
+    if not isinstance(name, str):
+        raise locate.error("ruleset", None, "the rule set's name, a string")
     channels: dict[str, Channel] = {}
     for i, raw in enumerate(_tables(doc, "channel", locate)):
         ch = _channel(raw, locate.at("channel", i))
@@ -118,7 +130,7 @@ def parse_rules(text: str, where: str = "rules") -> RuleSet:
             raise locate.at("rule", i).error("name", f"a second rule named {rule.name!r}")
         names.add(rule.name)
         rules.append(rule)
-    return RuleSet(channels, tuple(rules))
+    return RuleSet(channels, tuple(rules), name.strip())
 
 
 def _tables(doc: dict, key: str, locate: _Locator) -> list[dict]:
@@ -147,10 +159,15 @@ def _channel(raw: dict, at: _Located) -> Channel:
             to = [to]
         if not to or not all(isinstance(t, str) and "@" in t for t in to):
             raise at.error("to", "one address or a list of addresses")
+        if not re.fullmatch(r"[^\s:]+:\d{1,5}", at.text(raw, "smtp", required=True)):
+            raise at.error(
+                "smtp", "host:port of the SMTP server (STARTTLS), e.g. smtp.example.com:587"
+            )
         extra = {"smtp": at.text(raw, "smtp", required=True),
                  "sender": at.text(raw, "from", required=True), "to": tuple(to),
                  "user_env": at.text(raw, "user_env"),
-                 "password_env": at.text(raw, "password_env")}  # fmt: skip
+                 "password_env": at.text(raw, "password_env"),
+                 "ca_file": at.text(raw, "ca_file")}  # fmt: skip
     style = at.choice(raw, "style", WEBHOOK_STYLES, default="json")
     return Channel(name, kind, url, style, **extra)
 
@@ -179,6 +196,10 @@ def _rule(raw: dict, at: _Located, channels: dict[str, Channel]) -> Rule:
     if missing:
         raise at.error("channels", f"no channel named {missing[0]!r}")
     message = at.text(raw, "message")
+    try:
+        message.format_map({f: 1.0 if f in ("value", "threshold") else f for f in MESSAGE_FIELDS})
+    except (KeyError, ValueError, IndexError, AttributeError) as exc:
+        raise at.error("message", f"bad template ({exc!r}); it may name {MESSAGE_FIELDS}") from None
     known = {"name", "kind", "timeframe", "symbol", "y", "x", "above", "below", "cooldown_s",
              "channels", "message"}  # fmt: skip
     extra = {k: v for k, v in raw.items() if k not in known}

@@ -1,5 +1,5 @@
-"""``python -m backend collect|serve|soak|import``: the headless collector, the local exchange, the
-soak run and the bulk import of klines."""
+"""``python -m backend collect|serve|soak|import|watch``: the headless collector, the local
+exchange, the soak run, the bulk import of klines and the headless alert watcher."""
 
 from __future__ import annotations
 
@@ -58,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     options.add(i, "--symbols", "--timeframes", "--vision-url", "--rest-url", "--db")
     i.add_argument("--start", required=True, metavar="YYYY-MM-DD", help="first UTC day")
     i.add_argument("--end", required=True, metavar="YYYY-MM-DD", help="last UTC day (inclusive)")
+
+    w = sub.add_parser(
+        "watch", help="evaluate alert rules on a live feed (or --source db) and deliver them"
+    )
+    w.add_argument("--source", choices=["live", "db"], default="live",
+                   help="live: stream trades; db: the bars collectors store in --db")  # fmt: skip
+    options.add(
+        w, "--rules", "--symbols", "--ws-url", "--rest-url", "--db", "--duration",
+        "--history-bars", "--history-1s",
+        **{"--rules": {"default": None, "help": "the rules file (TOML; README: Alerts)"},
+           "--symbols": {"default": None, "help": "comma-separated (default: the symbols the "
+                                                  "rules name)"}},
+    )  # fmt: skip
 
     k = sub.add_parser(
         "soak", help="local exchange + collector at a fixed rate; reports each minute"
@@ -137,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             return _soak(args)
         if args.command == "import":
             return _import(args)
+        if args.command == "watch":
+            return _watch(args)
         return _serve(args)
     except (ConfigError, StorageError) as exc:
         sys.stderr.write(f"python -m backend {args.command}: error: {exc}\n")
@@ -221,6 +236,35 @@ def _collect(args) -> int:
         resume_max_age_s=args.resume_max_age,
         history=HistoryOptions(args.history_bars, args.history_1s),
     )
+
+
+def _watch(args) -> int:
+    from backend.alerts.rules import RulesError, load_rules
+    from backend.cli.watch import run_watch
+    from backend.engine import EngineOptions
+
+    if not args.rules:
+        raise ConfigError("--rules FILE is required (README: Alerts)")
+    try:
+        rules = load_rules(args.rules)  # before any thread: a bad file is one line
+    except RulesError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.symbols is not None:
+        symbols = parse_symbols(args.symbols)
+    else:
+        symbols = list(dict.fromkeys(s for r in rules.rules for s in r.symbols if s))
+        if not symbols:
+            raise ConfigError(f"{args.rules}: no rule names a symbol; give --symbols")
+    opts = EngineOptions(
+        source=args.source,
+        symbols=tuple(symbols),
+        ws_url=check_url(args.ws_url, ("ws", "wss"), "--ws-url"),
+        rest_url=check_url(args.rest_url, ("http", "https"), "--rest-url"),
+        db=args.db,
+        history_bars=args.history_bars,
+        history_1s_s=args.history_1s,
+    )
+    return run_watch(opts, args.rules, args.duration)
 
 
 def _soak(args) -> int:

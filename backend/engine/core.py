@@ -7,7 +7,9 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 
+from backend.alerts.rules import RulesError, load_rules
 from backend.config import (
     DEFAULT_KEEP_1S_H,
     DEFAULT_REST_URL,
@@ -19,6 +21,7 @@ from backend.config import (
     keep_1s_seconds,
     market_pick,
 )
+from backend.engine.alerting import AlertService
 from backend.engine.csv_export import BarsCsv
 from backend.engine.db_source import DbPoller, StoredBars
 from backend.engine.pair_service import PairService, window_bars
@@ -58,6 +61,7 @@ class EngineOptions:
     history_1s_s: float = 900.0
     tick_capacity: int = 2_000_000  # per symbol, at most (config.tick_capacity shares a budget)
     keep_1s_h: float = DEFAULT_KEEP_1S_H
+    rules: str = ""  # an alert rules file evaluated here (engine.alerts); empty: none
 
     @property
     def history(self) -> HistoryOptions:
@@ -147,6 +151,8 @@ class Engine:
             raise
 
     def _start(self, opts: EngineOptions) -> None:
+        if opts.rules:
+            _check_rules(opts.rules)  # before any thread: a bad file is one line
         if not self.spec.feed:
             self._start_from_db(opts)
         else:
@@ -158,6 +164,9 @@ class Engine:
         self.fit_memo = Lru(4096)
         # Every figure of a pair, for the engine's data and uploads alike, cached per closed bar.
         self.pairs = PairService(self.cached, self.fit_memo)
+        self.alerts: AlertService | None = None
+        if opts.rules:  # evaluated here unless a watcher holds the rule set: then shown only
+            self.alerts = AlertService(self, self.db, opts.rules).start(claim="optional")
 
     def _start_from_db(self, opts: EngineOptions) -> None:
         """No feed: the bars collectors write to ``--db``, read as they land. Without
@@ -332,6 +341,21 @@ class Engine:
         """Funding carry of long y / short ``beta`` x and the reverse (``pairs.pair_carry``)."""
         return pair_carry(self.funding(), y, x, beta)
 
+    def history_ready(self, symbols) -> bool:
+        """Whether the history loaded at start is in for ``symbols``: the klines, and the 1s
+        backfill (1s bars after its start are partial until it completes). Alerts wait for
+        it: a figure of a partial bar is not a crossing. Stored bars are whole."""
+        if not self.spec.feed:
+            return True
+        done = getattr(self.history, "done", None)
+        if done is not None and not done.is_set():
+            return False
+        for symbol in symbols:
+            status = self.store.history_status(symbol)
+            if status.seconds_from_ms is not None and (status.seconds_filled or 0.0) < 1.0:
+                return False
+        return True
+
     def coverage(self, timeframe: str) -> Coverage:
         """How far back ``timeframe`` reaches per symbol, and the 1s history's progress."""
         starts, notes, filling = {}, [], []
@@ -369,6 +393,8 @@ class Engine:
         return self.exchange.cycle + 1, self.exchange.time_shift_ms
 
     def stop(self) -> None:
+        if getattr(self, "alerts", None) is not None:
+            self.alerts.stop()
         if getattr(self, "_rules", None) is not None:
             self._rules.stop()
         self.history.stop()
@@ -376,3 +402,17 @@ class Engine:
         if self.exchange is not None:
             self.exchange.stop()
         self.db.close()
+
+
+def _check_rules(path: str) -> None:
+    """A rules file the engine can use: a missing one is created empty (the page's form adds
+    rules to it); a bad one is a ``ConfigError`` naming its line and key."""
+    rules = Path(path)
+    try:
+        if not rules.exists():
+            rules.write_text("# alert rules (README: Alerts)\n", encoding="utf-8")
+        load_rules(rules)
+    except OSError as exc:
+        raise ConfigError(f"--rules {path}: cannot create it ({exc.strerror})") from None
+    except RulesError as exc:
+        raise ConfigError(f"--rules: {exc}") from None

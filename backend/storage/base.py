@@ -3,6 +3,7 @@ helpers written once with the driver's parameter mark (``?`` for SQLite, ``%s`` 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterable
@@ -12,14 +13,16 @@ import numpy as np
 from backend.store.records import (
     BAR_COLUMNS,
     TIMEFRAMES_MS,
+    AlertRecord,
     Bars,
     CollectorHealth,
     FundingEvents,
     GapStatus,
 )
 
-SCHEMA_VERSION = 5  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps);
-# 4: bars.timeframe takes every timeframe's label (15m ... 1d); 5: funding (rates charged)
+SCHEMA_VERSION = 6  # 2: resume_points; 3: collectors (who collects a symbol, its open gaps);
+# 4: bars.timeframe takes every timeframe's label (15m ... 1d); 5: funding (rates charged);
+# 6: alerts (every alert fired and its deliveries) and alert_state (each rule's edge state)
 DEFAULT_DB = "market.db"
 
 
@@ -132,3 +135,97 @@ def funding_from_rows(symbol: str, rows: list[tuple]) -> FundingEvents:
         return FundingEvents.empty(symbol)
     t, r = zip(*rows, strict=True)
     return FundingEvents(symbol, np.array(t, np.int64), np.array(r, np.float64))
+
+
+# Alerts: every alert fired (rule, pair, values, bar, deliveries) and each rule's edge state,
+# both per rule set (the rules file a watcher or page evaluates).
+ALERT_COLUMNS = (
+    "id", "ruleset", "rule", "kind", "symbols", "timeframe", "bar_open_time", "value",
+    "threshold", "message", "created_at", "deliveries",
+)  # fmt: skip
+ALERTS_TABLE = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, ruleset TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    symbols TEXT NOT NULL, timeframe TEXT NOT NULL, bar_open_time BIGINT NOT NULL,
+    value DOUBLE PRECISION, threshold DOUBLE PRECISION, message TEXT NOT NULL,
+    created_at BIGINT NOT NULL, deliveries TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (created_at);
+CREATE TABLE IF NOT EXISTS alert_state (
+    ruleset TEXT NOT NULL, rule TEXT NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (ruleset, rule)
+);
+"""
+ALERT_INSERT = (
+    f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) VALUES ({', '.join(['{m}'] * 12)}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+ALERT_STATE_UPSERT = (
+    "INSERT INTO alert_state (ruleset, rule, state) VALUES ({m}, {m}, {m}) "
+    "ON CONFLICT (ruleset, rule) DO UPDATE SET state = excluded.state"
+)
+ALERT_STATE_LOAD = "SELECT rule, state FROM alert_state WHERE ruleset = {m}"
+ALERT_DELIVERIES = "UPDATE alerts SET deliveries = {m} WHERE id = {m}"
+_ALERT_SELECT = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts"
+ALERTS_LOAD = _ALERT_SELECT + " ORDER BY created_at DESC, id DESC LIMIT {m}"
+ALERTS_LOAD_SET = _ALERT_SELECT + " WHERE ruleset = {m} ORDER BY created_at DESC, id DESC LIMIT {m}"
+ALERTS_PENDING = (
+    _ALERT_SELECT + " WHERE ruleset = {m} AND deliveries LIKE {m} ORDER BY created_at, id"
+)
+
+
+class AlertJournal:
+    """The alert methods both stores offer, written once over two primitives of the store:
+    ``_query(sql, args) -> rows`` and ``_transaction([(sql, rows), ...])`` (all or nothing);
+    ``_mark`` is the driver's parameter mark."""
+
+    _mark = "?"
+
+    def _sql(self, template: str) -> str:
+        return template.replace("{m}", self._mark)
+
+    def record_alerts(self, ruleset: str, alerts, states: dict[str, str]) -> None:
+        """New alerts and the rules' states after them, in one transaction: a watcher that
+        dies before it commits evaluates those bars again; one that dies after finds them
+        done (neither repeated nor lost). An alert already stored is kept as it is."""
+        self._transaction([
+            (self._sql(ALERT_INSERT), [alert_row(a) for a in alerts]),
+            (self._sql(ALERT_STATE_UPSERT), [(ruleset, r, s) for r, s in states.items()]),
+        ])  # fmt: skip
+
+    def alert_states(self, ruleset: str) -> dict[str, str]:
+        return dict(self._query(self._sql(ALERT_STATE_LOAD), (ruleset,)))
+
+    def set_deliveries(self, alert_id: str, deliveries: dict) -> None:
+        row = (json.dumps(deliveries, sort_keys=True), alert_id)
+        self._transaction([(self._sql(ALERT_DELIVERIES), [row])])
+
+    def alerts(self, ruleset: str | None = None, limit: int = 1000) -> list[AlertRecord]:
+        """The newest ``limit`` alerts (of one rule set, or all), newest first."""
+        if ruleset is None:
+            rows = self._query(self._sql(ALERTS_LOAD), (limit,))
+        else:
+            rows = self._query(self._sql(ALERTS_LOAD_SET), (ruleset, limit))
+        return [alert_from_row(r) for r in rows]
+
+    def pending_alerts(self, ruleset: str) -> list[AlertRecord]:
+        """Alerts of ``ruleset`` with a delivery still to make, oldest first."""
+        return [
+            alert_from_row(r)
+            for r in self._query(self._sql(ALERTS_PENDING), (ruleset, '%"pending"%'))
+        ]
+
+
+def alert_row(a: AlertRecord) -> tuple:
+    return (
+        a.id, a.ruleset, a.rule, a.kind, ",".join(a.symbols), a.timeframe, a.bar_open_time_ms,
+        a.value, a.threshold, a.message, a.created_ms, json.dumps(a.deliveries, sort_keys=True),
+    )  # fmt: skip
+
+
+def alert_from_row(r: tuple) -> AlertRecord:
+    return AlertRecord(
+        r[0], r[1], r[2], r[3], tuple(s for s in r[4].split(",") if s), r[5], int(r[6]),
+        float("nan") if r[7] is None else float(r[7]),
+        float("nan") if r[8] is None else float(r[8]), r[9], int(r[10]), json.loads(r[11]),
+    )  # fmt: skip

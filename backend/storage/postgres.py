@@ -23,10 +23,12 @@ from urllib.parse import unquote
 import psycopg
 
 from backend.storage.base import (
+    ALERTS_TABLE,
     FUNDING_LOAD,
     FUNDING_UPSERT,
     HEALTH_SQL,
     SCHEMA_VERSION,
+    AlertJournal,
     ClaimLost,
     StorageError,
     bar_rows,
@@ -122,7 +124,7 @@ def redact(url: str) -> str:
     return re.sub(r"([?&])password=[^&]*&?", r"\1", url).rstrip("?&")
 
 
-class PgBarStore:
+class PgBarStore(AlertJournal):
     """The ``bars`` table of one PostgreSQL database, with the SQLite store's interface.
     Thread-safe: one connection behind a lock (reconnected after a loss), and one more that
     holds this process's per-symbol advisory locks (``claim``)."""
@@ -134,6 +136,7 @@ class PgBarStore:
         self._lock = threading.Lock()
         self._claims: psycopg.Connection | None = None
         self._claimed: list[str] = []
+        self._watched: list[str] = []  # rule sets this process is the one watcher of
         self._conn: psycopg.Connection | None = self._connect()
         try:
             self._migrate()
@@ -156,7 +159,7 @@ class PgBarStore:
     def _migrate(self) -> None:
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            cur.execute(_SCHEMA)
+            cur.execute(_SCHEMA + ALERTS_TABLE)
             cur.execute("SELECT max(version) FROM schema_version")
             (version,) = cur.fetchone()
             if version is None:
@@ -285,12 +288,44 @@ class PgBarStore:
             raise StorageError(_explain(exc, self.path, self.url)) from exc
         self._claimed = list(dict.fromkeys([*self._claimed, *symbols]))
 
+    _mark = "%s"
+
+    def _query(self, sql: str, args: tuple) -> list[tuple]:
+        return self._run(lambda conn: conn.execute(sql, args).fetchall())
+
+    def _transaction(self, batches: list[tuple[str, list[tuple]]]) -> None:
+        def work(conn: psycopg.Connection) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                for sql, rows in batches:
+                    if rows:
+                        cur.executemany(sql, rows)
+
+        self._run(work)
+
+    def claim_rules(self, ruleset: str) -> None:
+        """Become the one watcher of ``ruleset`` in this database: a session advisory lock,
+        held like the collectors' (``claim``); a second watcher is refused in one line."""
+        if self._claims is None:
+            self._claims = self._connect("claims")
+        try:
+            self._watch(self._claims, ruleset)
+        except psycopg.Error as exc:
+            raise StorageError(_explain(exc, self.path, self.url)) from exc
+        self._watched.append(ruleset)
+
+    def _watch(self, conn: psycopg.Connection, ruleset: str) -> None:
+        if not self._try_lock(conn, f"pairdash watch {ruleset}"):
+            raise ClaimLost(
+                f"rule set {ruleset!r} is already watched through {self.path} by another "
+                "watcher; stop that watcher first"
+            )
+
     def check_claims(self) -> bool:
         """Still the one writer? The locks live as long as their connection: if the server
         dropped it (restart, network), reconnect and take them again. False while the server
         cannot be reached (write nothing: the locks are not held); raises ``ClaimLost`` when
         another collector took a symbol meanwhile."""
-        if not self._claimed:
+        if not (self._claimed or self._watched):
             return True
         if self._claims is not None and not self._claims.closed:
             try:
@@ -302,6 +337,8 @@ class PgBarStore:
         try:
             self._claims = self._connect("claims")
             self._take(self._claims, self._claimed)
+            for ruleset in self._watched:
+                self._watch(self._claims, ruleset)
         except ClaimLost:
             raise
         except (StorageError, psycopg.Error) as exc:
@@ -314,7 +351,7 @@ class PgBarStore:
 
     def _take(self, conn: psycopg.Connection, symbols: list[str]) -> None:
         for symbol in symbols:
-            if not self._try_lock(conn, symbol):
+            if not self._try_lock(conn, f"pairdash collect {symbol}"):
                 row = conn.execute(
                     "SELECT host, pid FROM collectors WHERE symbol = %s", (symbol,)
                 ).fetchone()
@@ -326,14 +363,14 @@ class PgBarStore:
             conn.execute(claim_sql("%s"), (symbol, *collector_id(), int(time.time() * 1000)))
 
     @staticmethod
-    def _try_lock(conn: psycopg.Connection, symbol: str) -> bool:
-        """The symbol's lock, waiting up to ``CLAIM_WAIT_S``: a collector that just ended may
-        still hold it while its server process exits."""
+    def _try_lock(conn: psycopg.Connection, tag: str) -> bool:
+        """The lock named ``tag``, waiting up to ``CLAIM_WAIT_S``: a collector that just ended
+        may still hold it while its server process exits."""
         deadline = time.monotonic() + CLAIM_WAIT_S
         while True:
             (got,) = conn.execute(
                 "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
-                (f"pairdash collect {symbol}",),
+                (tag,),
             ).fetchone()
             if got or time.monotonic() >= deadline:
                 return bool(got)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -10,11 +12,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from backend.storage.base import (
+    ALERTS_TABLE,
     DEFAULT_DB,
     FUNDING_LOAD,
     FUNDING_UPSERT,
     HEALTH_SQL,
     SCHEMA_VERSION,
+    AlertJournal,
     StorageError,
     bar_rows,
     bars_from_rows,
@@ -90,12 +94,14 @@ _UPSERT = (
 )
 
 
-class BarStore:
-    """The ``bars`` table of one SQLite file. Thread-safe: one connection behind a lock."""
+class BarStore(AlertJournal):
+    """The ``bars`` table of one SQLite file (and the alert journal, ``AlertJournal``).
+    Thread-safe: one connection behind a lock."""
 
     def __init__(self, path: str | Path = DEFAULT_DB, busy_timeout_s: float = 5.0) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        self._watch_locks: list[int] = []  # open lock files of the rule sets claimed
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
@@ -112,7 +118,7 @@ class BarStore:
             raise StorageError(
                 f"{self.path} has schema version {version}; this program knows {SCHEMA_VERSION}"
             )
-        self._conn.executescript(_SCHEMA)
+        self._conn.executescript(_SCHEMA + ALERTS_TABLE)
         if version < 4:  # SQLite cannot alter a CHECK: the table is rebuilt with the new one
             self._widen_timeframes()
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -254,9 +260,58 @@ class BarStore:
         """Nothing held, nothing to lose (see ``claim``): always True."""
         return True
 
+    def claim_rules(self, ruleset: str) -> None:
+        """Become the one watcher of ``ruleset`` on this file: an exclusive lock on a file
+        beside it (``<db>.watch-<ruleset>.lock``), held until ``close()`` or this process
+        dies; a second watcher is refused in one line."""
+        lock_path = f"{self.path}.watch-{_safe_name(ruleset)}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot create {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StorageError(
+                f"rule set {ruleset!r} is already watched on {self.path} by {who}; stop that "
+                "watcher first"
+            ) from None
+        host, pid = collector_id()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{host} pid {pid}".encode(), 0)
+        self._watch_locks.append(fd)
+
+    def _query(self, sql: str, args: tuple) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(_explain(exc, self.path)) from exc
+
+    def _transaction(self, batches: list[tuple[str, list[tuple]]]) -> None:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for sql, rows in batches:
+                    self._conn.executemany(sql, rows)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise StorageError(_explain(exc, self.path)) from exc
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            for fd in self._watch_locks:
+                os.close(fd)
+            self._watch_locks.clear()
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
 
 
 def _explain(exc: sqlite3.Error, path: str) -> str:

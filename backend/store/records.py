@@ -339,3 +339,30 @@ class Quotes:
     time_ms: np.ndarray  # int64: the transaction time (T)
     bid: np.ndarray
     ask: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert that fired: a rule on a closed bar, and how far its deliveries got.
+
+    ``id`` is ``ruleset|rule|bar_open_time_ms``: a rule fires at most once per bar, so writing
+    the same alert twice (a restarted watcher) stores it once. ``deliveries`` maps each
+    channel to ``{"status": "pending"|"sent"|"failed", "attempts": n, "error": "...",
+    "at_ms": ...}`` (JSON in the table)."""
+
+    id: str
+    ruleset: str
+    rule: str
+    kind: str
+    symbols: tuple[str, ...]
+    timeframe: str
+    bar_open_time_ms: int
+    value: float
+    threshold: float
+    message: str
+    created_ms: int
+    deliveries: dict
+
+    @property
+    def pending(self) -> list[str]:
+        return [c for c, d in self.deliveries.items() if d.get("status") != "sent"]
