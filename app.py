@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the recording's first SECONDS are served as history (default: all but its last hour)",
     )
-    options.add(parser, "--history-bars", "--history-1s", "--keep-1s")
+    options.add(parser, "--history-bars", "--history-1s", "--keep-1s", "--rules")
     return parser
 
 
@@ -83,6 +83,7 @@ def parse_options(argv: list[str]) -> EngineOptions:
         history_bars=args.history_bars,
         history_1s_s=args.history_1s,
         keep_1s_h=args.keep_1s,
+        rules=args.rules.strip(),
     )
 
 

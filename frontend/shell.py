@@ -62,6 +62,7 @@ def main(opts: EngineOptions) -> None:
         st.Page(f"{PAGES_DIR}/scanner.py", title="Pair scanner", icon="🔎"),
         st.Page(f"{PAGES_DIR}/basket.py", title="Basket", icon="🧺"),
         st.Page(f"{PAGES_DIR}/offline.py", title="Offline analysis", icon="📂"),
+        st.Page(f"{PAGES_DIR}/alerts.py", title="Alerts", icon="🔔"),
     ]
     st.navigation(pages).run()
 

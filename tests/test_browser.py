@@ -567,3 +567,77 @@ def test_the_1h_pair_page_over_90_simulated_days_and_the_1h_scanner(deep_dashboa
         page.get_by_text("the last 720 closed 1h bars").first.wait_for(timeout=20_000)
         rows = wait_until(lambda: scanner_rows(page), 20, "the scanner's rows over dates")
         assert {frozenset(rows[0][:2])} == {frozenset(("BTCUSDT", "ETHUSDT"))}, rows[:3]
+
+
+ALERT_TOKEN = "555:browser-SECRET-tg-token"
+
+
+@pytest.fixture
+def alerts_dashboard(tmp_path, receivers, monkeypatch):
+    """The simulation with a rules file naming a local webhook and a Telegram-shaped stub
+    (its token in the server's environment only), and no rule yet."""
+    hook, tg = receivers.http(), receivers.http()
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(
+        'ruleset = "page"\n\n[[channel]]\nname = "desk"\nkind = "webhook"\n'
+        f'url = "{hook.url}/hook"\n\n[[channel]]\nname = "tg"\nkind = "telegram"\n'
+        f'url = "{tg.url}"\nchat_id = "7"\ntoken_env = "PAIRDASH_TEST_TG"\n'
+    )
+    monkeypatch.setenv("PAIRDASH_TEST_TG", ALERT_TOKEN)
+    for served in _serve_dashboard(tmp_path, "--source", "simulate", "--rules", str(rules)):
+        yield (*served, rules, hook, tg)
+
+
+def pick(page, widget: str, label: str, option: str) -> None:
+    """Choose ``option`` in the select box (or multiselect) labelled ``label``."""
+    page.get_by_test_id(widget).filter(has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_a_rule_added_on_the_page_fires_delivers_and_shows_in_the_history(alerts_dashboard):
+    from backend.alerts.rules import load_rules
+
+    url, db, rules, hook, tg = alerts_dashboard
+    with chromium_page("alerts") as page:
+        page.goto(f"{url}/alerts")
+        page.get_by_text("No rules yet").wait_for(timeout=60_000)
+        # a test alert per channel: delivered, and not recorded
+        page.get_by_role("button", name="Send a test alert: tg").click()
+        page.get_by_text("delivered on 'tg'").wait_for(timeout=15_000)
+        assert tg.received[0].path == f"/bot{ALERT_TOKEN}/sendMessage"
+        # the form writes a z-score rule into the file: z of the 1s pair over a 5-bar window
+        # crossing above 0 (it does every few bars)
+        pick(page, "stSelectbox", "Kind", "zscore (z-score)")
+        page.get_by_label("Name").fill("z up")
+        pick(page, "stSelectbox", "Timeframe", "1s")
+        page.get_by_label("Above (blank: none)").fill("0")
+        page.get_by_label("z window (bars)").fill("5")
+        pick(page, "stMultiSelect", "Channels", "desk")
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Add the rule").click()
+        page.get_by_text(f"Rule 'z up' added to {rules}").wait_for(timeout=15_000)
+        (rule,) = load_rules(rules).rules  # the file reads back as the contract writes it
+        assert (rule.kind, rule.y, rule.x, rule.timeframe, rule.above, rule.channels) == (
+            "zscore", "BTCUSDT", "ETHUSDT", "1s", 0.0, ("desk",))  # fmt: skip
+        assert rule.extra["window"] == 5
+        wait_until(lambda: hook.bodies("z up"), 60, "the rule's alert at the webhook")
+        body = hook.bodies("z up")[0]
+        assert body["kind"] == "zscore" and body["value"] > 0 and body["threshold"] == 0
+        when = dt.datetime.fromtimestamp(body["bar_open_time"] / 1000, dt.UTC)
+        stamp = f"{when:%Y-%m-%d %H:%M:%S}"
+        # the page's history (a canvas grid): its CSV download holds the same rows
+        page.get_by_role("button", name="Download the alerts (CSV)").wait_for(timeout=20_000)
+
+        def history_row():
+            table = pd.read_csv(download(page, "Download the alerts (CSV)"))
+            rows = table[table["bar open (UTC)"] == stamp]
+            return None if rows.empty else rows.iloc[0].to_dict()
+
+        row = wait_until(history_row, 20, "the alert in the page's history")
+        assert row["rule"] == "z up" and row["rule set"] == "page"
+        assert row["value"] == pytest.approx(body["value"]) and row["threshold"] == 0
+        wait_until(lambda: history_row()["deliveries"] == "desk: sent", 20, "delivery shown")
+        assert ALERT_TOKEN not in page.content() and ALERT_TOKEN not in page.inner_text("body")
+    assert ALERT_TOKEN not in rules.read_text()
+    with sqlite3.connect(db) as conn:
+        assert ALERT_TOKEN not in str(conn.execute("SELECT * FROM alerts").fetchall())

@@ -165,7 +165,7 @@ class Courier(threading.Thread):
         self._wake, self._halt = threading.Event(), threading.Event()
         self._retry_at: dict[str, float] = {}  # channel -> monotonic time of its next try
         self.sent = 0
-        self.last_error: str | None = None
+        self.failing: dict[str, str] = {}  # channel -> its last error, until it delivers again
 
     def wake(self) -> None:
         self._wake.set()
@@ -210,13 +210,14 @@ class Courier(threading.Thread):
         except DeliveryError as exc:
             delay = min(self._max, self._base * 2 ** min(attempts - 1, 16))
             self._retry_at[name] = time.monotonic() + delay
-            self.last_error = str(exc)
+            self.failing[name] = str(exc)
             state.update(status="pending", attempts=attempts, error=str(exc))
             log.warning("alert %r not delivered (try %d, next in %.1f s): %s",
                         alert.rule, attempts, delay, exc)  # fmt: skip
             self._save(alert, name, state)
             return False
         self._retry_at.pop(name, None)
+        self.failing.pop(name, None)
         state.update(status="sent", attempts=attempts, error=None,
                      at_ms=int(time.time() * 1000))  # fmt: skip
         self._save(alert, name, state)

@@ -278,3 +278,31 @@ class _Located:
         if not math.isfinite(value):
             raise self.error(key, f"{value!r}: a finite number")
         return float(value)
+
+
+def rule_toml(fields: dict) -> str:
+    """One ``[[rule]]`` table of ``fields`` (strings, finite numbers, lists of strings), as the
+    page's form writes it; ``parse_rules`` checks it with the rest of the file."""
+    lines = ["[[rule]]"]
+    for key, value in fields.items():
+        if value is None or value == "" or value == []:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise RulesError(f"key '{key}': {value!r} is not a finite number")
+            text = repr(float(value)) if isinstance(value, float) else str(value)
+        elif isinstance(value, list | tuple):
+            text = "[" + ", ".join(_toml_string(str(v)) for v in value) + "]"
+        else:
+            text = _toml_string(str(value))
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's; no control characters left raw)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)

@@ -7,6 +7,8 @@ labels its figures with.
 """
 
 from backend import analytics
+from backend.alerts.evaluate import KIND_LABELS as ALERT_KIND_LABELS
+from backend.alerts.rules import CHANNEL_KINDS, PAIR_KINDS, RULE_KINDS, RulesError, rule_toml
 from backend.config import ConfigError
 from backend.engine.baskets import BASKET_SIZES, basket_stats
 from backend.engine.baskets import needs as basket_needs
@@ -22,6 +24,7 @@ from backend.engine.pair_service import (
 )
 from backend.engine.pairs import (
     MEAN_REVERSION_P,
+    REGRESSION_METHODS,
     SCAN_DEEP,
     SCAN_FAST,
     SCAN_MAX_Q,
@@ -35,6 +38,13 @@ from backend.store.records import Bars
 from backend.store.timeframes import SCAN_TIMEFRAMES, TIMEFRAMES_MS
 
 __all__ = [
+    "ALERT_KIND_LABELS",
+    "CHANNEL_KINDS",
+    "PAIR_KINDS",
+    "REGRESSION_METHODS",
+    "RULE_KINDS",
+    "RulesError",
+    "rule_toml",
     "BASKET_SIZES",
     "MEAN_REVERSION_P",
     "SCAN_DEEP",

@@ -341,6 +341,11 @@ class Engine:
         """Funding carry of long y / short ``beta`` x and the reverse (``pairs.pair_carry``)."""
         return pair_carry(self.funding(), y, x, beta)
 
+    def alert_history(self, limit: int = 1000) -> list:
+        """The newest ``limit`` alerts the store holds (every rule set: a dashboard beside
+        headless watchers, or ``--source db``, shows theirs too), newest first."""
+        return self.db.alerts(None, limit)
+
     def history_ready(self, symbols) -> bool:
         """Whether the history loaded at start is in for ``symbols``: the klines, and the 1s
         backfill (1s bars after its start are partial until it completes). Alerts wait for
