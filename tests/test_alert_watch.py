@@ -281,3 +281,28 @@ def test_a_second_watcher_of_the_same_rules_in_one_postgresql_is_refused(
         assert first.poll() is None  # the first one goes on
     finally:
         assert stop(first) == 0
+
+
+@pytest.mark.slow
+def test_collect_with_rules_alerts_on_the_bars_it_stores(tmp_path, exchange_factory, receivers):
+    trades, (bar_ms,) = planted_pair(stream_s=45, jumps=[(30, 3)], seed=14)
+    ex = exchange_factory(trades=trades, speed=1.0, history_s=HISTORY_S)
+    hook = receivers.http()
+    db, log = tmp_path / "c.db", tmp_path / "collect.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "collect", "--symbols", "ETHUSDT,BTCUSDT",
+             "--ws-url", ex.ws_url, "--rest-url", ex.rest_url, "--db", str(db),
+             "--history-1s", str(HISTORY_S - 20), "--history-bars", "50",
+             "--rules", rules_file(tmp_path, hook.url)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: hook.bodies(), 90, lambda: f"the alert; log:\n{log.read_text()[-3000:]}")
+        wait_for(ex.done.is_set, 40, "the end of the tape")
+    finally:
+        assert stop(proc) == 0
+    (body,) = hook.bodies()
+    assert body["bar_open_time"] == bar_ms
+    assert body["value"] == pytest.approx(reference_z(trades, bar_ms), abs=1e-6)
+    assert b"evaluating 1 alert rules" in log.read_bytes()

@@ -47,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options.add(
         c, "--symbols", "--ws-url", "--rest-url", "--db", "--duration", "--flush-interval",
-        "--resume-max-age", "--history-bars", "--history-1s", "--keep-1s",
+        "--resume-max-age", "--history-bars", "--history-1s", "--keep-1s", "--rules",
         **{"--keep-1s": {"help": "1s bars kept in memory (the database keeps all; 0 keeps all "
-                                 "in memory too)"}},
+                                 "in memory too)"},
+           "--rules": {"default": None, "help": "also evaluate these alert rules on the bars "
+                                                "stored (README: Alerts)"}},
     )  # fmt: skip
 
     i = sub.add_parser(
@@ -226,6 +228,8 @@ def _collect(args) -> int:
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
     open_store(args.db).close()  # an unusable path fails here, in one line, before any thread
+    if args.rules is not None:
+        _check_rules_file(args.rules)
     from backend.feed.history import HistoryOptions
 
     return run_collector(
@@ -235,20 +239,27 @@ def _collect(args) -> int:
         args.flush_interval,
         resume_max_age_s=args.resume_max_age,
         history=HistoryOptions(args.history_bars, args.history_1s),
+        rules=args.rules,
     )
 
 
-def _watch(args) -> int:
+def _check_rules_file(path: str):
+    """The rules of ``path``, read before any thread starts: a bad file is one line."""
     from backend.alerts.rules import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _watch(args) -> int:
     from backend.cli.watch import run_watch
     from backend.engine import EngineOptions
 
     if not args.rules:
         raise ConfigError("--rules FILE is required (README: Alerts)")
-    try:
-        rules = load_rules(args.rules)  # before any thread: a bad file is one line
-    except RulesError as exc:
-        raise ConfigError(str(exc)) from None
+    rules = _check_rules_file(args.rules)
     if args.symbols is not None:
         symbols = parse_symbols(args.symbols)
     else:

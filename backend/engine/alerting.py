@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 EVALUATE_EVERY_S = 0.25  # a bar's alert leaves well within a second of its close
 CATCH_UP_BARS = 5_000  # at most this many bars missed while stopped are walked again
+DRIFT_BARS = 60  # a beta_drift rule's default span (its ``bars``)
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,14 @@ class AlertService:
             rules = self.rules
         fired: list[AlertRecord] = []
         changed: dict[str, str] = {}
+        reports: dict = {}  # one pair report per request this pass (z and β rules share it)
         for rule in rules.rules:
             state = self._states.get(rule.name, RuleState())
             if not self.market.history_ready([s for s in rule.symbols if s]):
                 self._errors[rule.name] = "waiting for the history loaded at start"
                 continue
             try:
-                times, values = self._series(rule, state, now_ms)
+                times, values = self._series(rule, state, now_ms, reports)
                 self._errors.pop(rule.name, None)
             except ValueError as exc:
                 self._errors[rule.name] = str(exc)
@@ -192,7 +194,7 @@ class AlertService:
                                         for c in rule.channels},
         )  # fmt: skip
 
-    def _series(self, rule: Rule, state: RuleState, now_ms: int):
+    def _series(self, rule: Rule, state: RuleState, now_ms: int, reports: dict):
         """(open times, values) of the closed bars the rule looks at now."""
         tf_ms = TIMEFRAMES_MS[rule.timeframe]
         missing = [s for s in rule.symbols if s and s not in self.market.symbols]
@@ -212,16 +214,18 @@ class AlertService:
             closed = len(bars) - (1 if self.market.newest_is_open else 0)
             column = bars.close if rule.kind == "price" else bars.volume
             return bars.open_time[:closed], column[:closed]
-        return self._pair(rule, wanted)
+        return self._pair(rule, wanted, reports)
 
-    def _pair(self, rule: Rule, wanted: int):
+    def _pair(self, rule: Rule, wanted: int, reports: dict):
         params = rule_params(rule)
-        drift = int(rule.extra.get("bars", 60)) if rule.kind == "beta_drift" else 0
+        drift = int(rule.extra.get("bars", DRIFT_BARS)) if rule.kind == "beta_drift" else 0
         request = PairRequest(
-            rule.y, rule.x, rule.timeframe, params, shown_bars=wanted + drift + 1,
-            slow=rule.kind == "coint",
+            rule.y, rule.x, rule.timeframe, params,
+            shown_bars=wanted + max(drift, DRIFT_BARS) + 1, slow=rule.kind == "coint",
         )  # fmt: skip
-        report = self.market.pairs.report(self.market, request)
+        report = reports.get(request)
+        if report is None:
+            report = reports[request] = self.market.pairs.report(self.market, request)
         live = report.live
         if live is None or not live.closed:
             return np.array([], np.int64), np.array([])
