@@ -49,10 +49,10 @@ class BenchMarket:
     newest_is_open = True
     funding_source = "none"
 
-    def __init__(self, closes: dict[str, np.ndarray], start_ms: int) -> None:
+    def __init__(self, closes: dict[str, np.ndarray], start_ms: int, public: int) -> None:
         self._closes = closes
         self._start = start_ms
-        self.n = min(len(c) for c in closes.values()) - 5  # bars public so far
+        self.n = public  # bars public so far (the rest close one a round)
         self._cache = Lru(4096)
         self.pairs = PairService(self._cached, Lru(64))
 
@@ -91,9 +91,10 @@ class BenchMarket:
         return ()
 
 
-def market(n_symbols: int, n_bars: int, seed: int = 5) -> tuple[BenchMarket, list[tuple]]:
+def market(n_symbols: int, n_bars: int, rounds: int, seed: int = 5):
     rng = np.random.default_rng(seed)
     closes, pairs = {}, []
+    public, n_bars = n_bars, n_bars + rounds
     names = [f"S{i:03d}USDT" for i in range(n_symbols)]
     for i, name in enumerate(names):
         if i % 2 and i:
@@ -106,7 +107,7 @@ def market(n_symbols: int, n_bars: int, seed: int = 5) -> tuple[BenchMarket, lis
             closes[name] = 50 * np.exp(np.cumsum(rng.normal(0, 1e-3, n_bars)))
     for a, b in zip(names[:-1], names[1:], strict=True):
         pairs.append((b, a))
-    return BenchMarket(closes, 1_760_000_000_000), pairs
+    return BenchMarket(closes, 1_760_000_000_000, public), pairs
 
 
 def rules_text(symbols: list[str], pairs: list[tuple]) -> str:
@@ -152,7 +153,7 @@ def main() -> None:
     p.add_argument("--bars", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    m, pairs = market(args.symbols, args.bars + args.rounds * 2 + 10)
+    m, pairs = market(args.symbols, args.bars, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "bench.toml"
         rules.write_text(rules_text(m.symbols, pairs))
