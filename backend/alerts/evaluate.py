@@ -137,4 +137,6 @@ KIND_LABELS = {
     "beta_drift": "beta change %",
     "funding": "funding rate %",
     "feed": "seconds since the feed's last message",
+    "halflife": "half-life in bars",
+    "carry": "funding carry bps/day",
 }

@@ -31,8 +31,9 @@ from pathlib import Path
 from backend.store.timeframes import TIMEFRAMES_MS
 
 CHANNEL_KINDS = ("webhook", "telegram", "email")
-RULE_KINDS = ("price", "volume", "zscore", "coint", "beta_drift", "funding", "feed")
-PAIR_KINDS = ("zscore", "coint", "beta_drift")
+RULE_KINDS = ("price", "volume", "zscore", "coint", "beta_drift", "funding", "feed", "halflife",
+              "carry")  # fmt: skip
+PAIR_KINDS = ("zscore", "coint", "beta_drift", "halflife", "carry")
 WEBHOOK_STYLES = ("json", "slack", "discord")
 MAX_RULES_BYTES = 1 << 20
 _SYMBOL = re.compile(r"[A-Z0-9]{2,30}")

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 EVALUATE_EVERY_S = 0.25  # a bar's alert leaves well within a second of its close
 CATCH_UP_BARS = 5_000  # at most this many bars missed while stopped are walked again
 DRIFT_BARS = 60  # a beta_drift rule's default span (its ``bars``)
+SAMPLE_BARS = PairRequest.shown_bars  # coint / halflife: the page's default bars shown
 
 
 @dataclass(frozen=True)
@@ -219,10 +220,11 @@ class AlertService:
     def _pair(self, rule: Rule, wanted: int, reports: dict):
         params = rule_params(rule)
         drift = int(rule.extra.get("bars", DRIFT_BARS)) if rule.kind == "beta_drift" else 0
-        request = PairRequest(
-            rule.y, rule.x, rule.timeframe, params,
-            shown_bars=wanted + max(drift, DRIFT_BARS) + 1, slow=rule.kind == "coint",
-        )  # fmt: skip
+        slow = rule.kind in ("coint", "halflife")
+        shown = wanted + max(drift, DRIFT_BARS) + 1
+        if slow:  # the sample of the Engle–Granger test and half-life: as the page shows them
+            shown = int(rule.extra.get("bars", SAMPLE_BARS))
+        request = PairRequest(rule.y, rule.x, rule.timeframe, params, shown_bars=shown, slow=slow)
         report = reports.get(request)
         if report is None:
             report = reports[request] = self.market.pairs.report(self.market, request)
@@ -233,9 +235,8 @@ class AlertService:
         times = live.open_time[:n]
         if rule.kind == "zscore":
             return times, live.zscore[:n]
-        if rule.kind == "coint":
-            p = report.slow.eg_pvalue if report.slow is not None else math.nan
-            return times[-1:], np.array([p])
+        if rule.kind in ("coint", "halflife", "carry"):  # figures of the last closed bar only
+            return times[-1:], np.array([_latest(rule, report)])
         beta = np.asarray(live.beta[:n], dtype=np.float64)
         change = np.full(n, np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -300,6 +301,20 @@ class AlertService:
         except DeliveryError as exc:
             return f"not delivered: {exc}"
         return f"delivered on {channel_name!r}"
+
+
+def _latest(rule: Rule, report) -> float:
+    """The Engle–Granger p, the half-life (bars; NaN where the spread's ADF does not reject,
+    inf where it does not revert) or the carry (bps a day of y's notional; ``side = "short"``
+    for short y / long x) of the pair at its last closed bar."""
+    if rule.kind == "carry":
+        carry = report.carry
+        if carry is None:
+            return math.nan
+        return carry.short_bps_day if rule.extra.get("side") == "short" else carry.long_bps_day
+    if report.slow is None:
+        return math.nan
+    return report.slow.eg_pvalue if rule.kind == "coint" else report.slow.half_life_bars
 
 
 def rule_params(rule: Rule) -> PairParams:

@@ -1,0 +1,209 @@
+"""Rules on the engine's figures (backend.engine.alerting.AlertService) over a market whose
+bars the test holds: each kind's value against an independent computation, the crossing bar,
+states surviving a restart, and one-line errors for rules that cannot be evaluated."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from backend.engine.alerting import AlertService
+from backend.engine.pair_service import PairRequest, PairService
+from backend.engine.pairs import ExecutionContext, PairParams
+from backend.lru import Lru
+from backend.storage import open_store
+from backend.store.records import FundingSnapshot, MarkPrice
+from tests.conftest import pair_bars
+
+
+class Market:
+    """The engine's read interface over ``pair_bars`` (YYY, XXX; 1s), ``public`` bars of them
+    out so far, the newest still forming."""
+
+    key = "test"
+    newest_is_open = True
+    funding_source = "none"
+    spec = SimpleNamespace(feed=True)
+
+    def __init__(self, public: int) -> None:
+        self._bars = dict(zip(("YYY", "XXX"), pair_bars(1200), strict=True))
+        self.public = public
+        self.rates = {"YYY": 0.0001}
+        self.silence_s = 1.0
+        self._cache = Lru(64)
+        self.pairs = PairService(self._cached, Lru(8))
+
+    def _cached(self, key, compute):
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = compute()
+        return value
+
+    symbols = ["YYY", "XXX"]
+
+    def bars(self, symbol, timeframe, last=None):
+        lo = 0 if last is None else max(0, self.public - last)
+        return self._bars[symbol].slice(lo, self.public)
+
+    def closed(self, symbol):  # the test's own view: every public bar but the newest
+        return self._bars[symbol].slice(0, self.public - 1)
+
+    def history_ready(self, symbols):
+        return True
+
+    def carry(self, y, x, beta):
+        return None
+
+    def execution_context(self, symbols, timeframe):
+        return ExecutionContext(funding_source="none")
+
+    def execution_version(self, symbols):
+        return ()
+
+    def funding(self):
+        marks = {s: MarkPrice(s, 0, 1.0, 1.0, r, 0) for s, r in self.rates.items()}
+        return FundingSnapshot(marks, {}, 0)
+
+    def health(self):
+        return SimpleNamespace(
+            collectors=(), feed=SimpleNamespace(last_message_age_s=self.silence_s)
+        )
+
+
+def service(tmp_path, market, rules: str, db=None) -> AlertService:
+    path = tmp_path / "rules.toml"
+    path.write_text(rules)
+    return AlertService(market, db or open_store(tmp_path / "a.db"), str(path), env={})
+
+
+def walk_forward(market, lookback=300):
+    """Each closed bar's β, α (statsmodels OLS of log y on log x over the ``lookback`` bars
+    before it) and spread."""
+    ly, lx = np.log(market.closed("YYY").close), np.log(market.closed("XXX").close)
+    n = len(ly)
+    beta, spread = np.full(n, np.nan), np.full(n, np.nan)
+    for i in range(lookback, n):
+        a, b = sm.OLS(ly[i - lookback : i], sm.add_constant(lx[i - lookback : i])).fit().params
+        beta[i], spread[i] = b, ly[i] - a - b * lx[i]
+    return beta, spread
+
+
+def test_price_rule_fires_on_the_bar_the_closes_cross(tmp_path):
+    m = Market(public=400)
+    close = m.closed("YYY").close
+    level = float(np.median(close[-50:]))
+    svc = service(tmp_path, m, f'[[rule]]\nname = "p"\nkind = "price"\nsymbol = "YYY"\n'
+                               f'timeframe = "1s"\nabove = {level!r}\n')  # fmt: skip
+    svc.evaluate()  # arms (or not) on what is there
+    fired = []
+    for _ in range(300):
+        m.public += 1
+        fired += svc.evaluate()
+    c = m.closed("YYY").close
+    t = m.closed("YYY").open_time
+    expected, armed = [], c[398] <= level
+    for i in range(399, len(c)):
+        if c[i] > level and armed:
+            expected.append(int(t[i]))
+        armed = c[i] <= level
+    assert [a.bar_open_time_ms for a in fired] == expected and expected
+    assert all(a.value > level and a.threshold == level for a in fired)
+    assert [a.bar_open_time_ms for a in open_store(tmp_path / "a.db").alerts()] == expected[::-1]
+
+
+def test_zscore_and_beta_drift_values_are_the_walk_forward_figures(tmp_path):
+    m = Market(public=800)
+    svc = service(tmp_path, m, (
+        '[[rule]]\nname = "z"\nkind = "zscore"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
+        'above = 50.0\nwindow = 60\nlookback = 300\n'
+        '[[rule]]\nname = "b"\nkind = "beta_drift"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
+        'above = 50.0\nbars = 100\n'
+    ))  # fmt: skip
+    svc.evaluate()
+    values = {s.rule.name: s.last_value for s in svc.status()}
+    beta, spread = walk_forward(m)
+    w = spread[-60:]
+    assert values["z"] == pytest.approx((w[-1] - w.mean()) / w.std(ddof=1), abs=1e-9)
+    assert values["b"] == pytest.approx(100 * (beta[-1] / beta[-101] - 1), abs=1e-9)
+
+
+def test_coint_and_halflife_are_the_pair_services_figures_of_the_last_closed_bar(tmp_path):
+    m = Market(public=700)
+    svc = service(tmp_path, m, (
+        '[[rule]]\nname = "c"\nkind = "coint"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
+        'above = 0.05\n'
+        '[[rule]]\nname = "h"\nkind = "halflife"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
+        'above = 100.0\n'
+    ))  # fmt: skip
+    svc.evaluate()
+    # the page's figures with its default 600 bars shown (the rules' default sample)
+    report = m.pairs.report(m, PairRequest("YYY", "XXX", "1s", PairParams(), shown_bars=600))
+    values = {s.rule.name: s.last_value for s in svc.status()}
+    assert values["c"] == report.slow.eg_pvalue < 0.05  # a cointegrated pair
+    assert values["h"] == pytest.approx(report.slow.half_life_bars) and values["h"] < 20
+    states = {s.rule.name: s.state for s in svc.status()}
+    assert states["c"].last_bar_ms == report.last_closed_ms()
+
+
+def test_funding_and_feed_rules(tmp_path):
+    m = Market(public=400)
+    svc = service(tmp_path, m, (
+        '[[rule]]\nname = "f"\nkind = "funding"\nsymbol = "YYY"\ntimeframe = "1s"\nbelow = 0.0\n'
+        '[[rule]]\nname = "silent"\nkind = "feed"\nabove = 30.0\n'
+    ))  # fmt: skip
+    svc.evaluate(now_ms=1_000_000)
+    m.public += 1
+    m.rates["YYY"] = -0.0002  # the rate turns negative: -0.02 % per interval
+    m.silence_s = 45.0
+    fired = {a.rule: a for a in svc.evaluate(now_ms=1_002_000)}
+    assert fired["f"].value == pytest.approx(-0.02) and fired["f"].threshold == 0.0
+    assert fired["silent"].value == 45.0 and fired["silent"].bar_open_time_ms == 1_002_000
+    assert fired["silent"].symbols == ("",) or fired["silent"].symbols == ()
+
+
+def test_a_restart_reads_the_states_and_repeats_nothing(tmp_path):
+    m = Market(public=400)
+    level = float(m.closed("YYY").close[-2:].min()) - 1e-9  # both bars it first reads above
+    rules = (f'[[rule]]\nname = "p"\nkind = "price"\nsymbol = "YYY"\ntimeframe = "1s"\n'
+             f'above = {level!r}\n')  # fmt: skip
+    db = open_store(tmp_path / "a.db")
+    first = service(tmp_path, m, rules, db)
+    first.evaluate()  # the last close is above: not armed, no alert
+    restarted = service(tmp_path, m, rules, db)
+    assert restarted.status()[0].state == first.status()[0].state
+    assert restarted.evaluate() == [] and db.alerts() == []
+
+
+def test_rules_that_cannot_be_evaluated_say_why_and_the_others_go_on(tmp_path):
+    m = Market(public=400)
+    svc = service(tmp_path, m, (
+        '[[rule]]\nname = "gone"\nkind = "price"\nsymbol = "ZZZUSDT"\nabove = 1.0\n'
+        '[[rule]]\nname = "bad"\nkind = "zscore"\ny = "YYY"\nx = "XXX"\nabove = 2.0\nwindow = 1\n'
+        '[[rule]]\nname = "ok"\nkind = "price"\nsymbol = "YYY"\ntimeframe = "1s"\nabove = 1e9\n'
+    ))  # fmt: skip
+    svc.evaluate()
+    status = {s.rule.name: s for s in svc.status()}
+    assert status["gone"].error == "ZZZUSDT is not streamed here"
+    assert status["bad"].error == "rule 'bad': rolling windows must be at least 2 bars"
+    assert status["ok"].error is None and status["ok"].state.armed is True
+    assert not math.isnan(status["ok"].last_value)
+
+
+def test_a_bad_edit_keeps_the_rules_in_force_and_add_rule_checks_the_whole_file(tmp_path):
+    import os
+
+    from backend.alerts.rules import RulesError
+
+    m = Market(public=400)
+    svc = service(
+        tmp_path, m, '[[rule]]\nname = "p"\nkind = "price"\nsymbol = "YYY"\nabove = 1.0\n'
+    )
+    with pytest.raises(RulesError, match="a second rule named 'p'"):
+        svc.add_rule('[[rule]]\nname = "p"\nkind = "price"\nsymbol = "XXX"\nabove = 2.0\n')
+    assert svc.path.read_text().count("[[rule]]") == 1  # left as it was
+    svc.path.write_text("[[rule]]\nname = 3\n")
+    os.utime(svc.path, (1, 1))  # a changed mtime, whatever the clock's resolution
+    svc.reload_if_changed()
+    assert "key 'name'" in svc.rules_error and [r.name for r in svc.rules.rules] == ["p"]
