@@ -130,3 +130,19 @@ def test_the_courier_keeps_an_undelivered_alert_and_sends_it_when_the_receiver_i
     db.close()
     time.sleep(0)  # nothing left running: the courier joined above
     assert not courier.is_alive()
+
+
+def test_a_webhook_url_that_is_a_secret_comes_from_the_environment(receivers):
+    hook = receivers.http()
+    secret_url = f"{hook.url}/services/T0/B0/SECRET-path"
+    (chan,) = channels('[[channel]]\nname = "slack"\nkind = "webhook"\nurl_env = "SLACK_HOOK"\n'
+                       'style = "slack"\n').values()  # fmt: skip
+    send(chan, alert(), {"SLACK_HOOK": secret_url})
+    assert hook.received[0].path == "/services/T0/B0/SECRET-path"
+    assert hook.received[0].body["text"] == "spread wide: z 3.25 above 3"
+    hook.stop()
+    with pytest.raises(DeliveryError) as err:
+        send(chan, alert(), {"SLACK_HOOK": secret_url})
+    assert "SECRET" not in str(err.value) and "slack" in str(err.value)
+    with pytest.raises(DeliveryError, match="SLACK_HOOK is not set"):
+        send(chan, alert(), {})

@@ -69,7 +69,8 @@ def send(channel: Channel, alert: AlertRecord, env: Mapping[str, str] | None = N
     secrets = _secrets(channel, env)
     try:
         if channel.kind == "webhook":
-            _post(channel.url, webhook_body(channel, alert))
+            url = _needed(env, channel.url_env, channel) if channel.url_env else channel.url
+            _post(url, webhook_body(channel, alert))
         elif channel.kind == "telegram":
             token = _needed(env, channel.token_env, channel)
             base = (channel.url or TELEGRAM_API).rstrip("/")
@@ -134,7 +135,7 @@ def _needed(env: Mapping[str, str], name: str, channel: Channel) -> str:
 
 
 def _secrets(channel: Channel, env: Mapping[str, str]) -> list[str]:
-    names = (channel.token_env, channel.password_env, channel.user_env)
+    names = (channel.token_env, channel.password_env, channel.user_env, channel.url_env)
     return sorted({env[n] for n in names if n and env.get(n)}, key=len, reverse=True)
 
 

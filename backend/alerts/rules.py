@@ -62,6 +62,7 @@ class Channel:
     to: tuple[str, ...] = ()
     user_env: str = ""  # email: the variables holding the login
     password_env: str = ""
+    url_env: str = ""  # webhook: the variable holding a URL that is a secret itself
     ca_file: str = ""  # email: a CA bundle to trust (a private SMTP server); empty: the system's
 
 
@@ -82,7 +83,9 @@ class Rule:
 
     @property
     def symbols(self) -> tuple[str, ...]:
-        return (self.y, self.x) if self.kind in PAIR_KINDS else (self.symbol,)
+        if self.kind in PAIR_KINDS:
+            return self.y, self.x
+        return (self.symbol,) if self.symbol else ()
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ def _channel(raw: dict, at: _Located) -> Channel:
     for secret in ("token", "password", "secret"):
         if secret in raw:
             raise at.error(secret, f"no secret in the file: name its variable ({secret}_env)")
-    url = at.text(raw, "url", required=kind == "webhook")
+    url_env = at.text(raw, "url_env")  # a webhook URL that is itself a secret (Slack, Discord)
+    url = at.text(raw, "url", required=kind == "webhook" and not url_env)
     if url and not re.match(r"https?://[^\s/]+", url):
         raise at.error("url", f"not an http(s) URL: {url!r}")
     extra = {}
@@ -170,7 +174,7 @@ def _channel(raw: dict, at: _Located) -> Channel:
                  "password_env": at.text(raw, "password_env"),
                  "ca_file": at.text(raw, "ca_file")}  # fmt: skip
     style = at.choice(raw, "style", WEBHOOK_STYLES, default="json")
-    return Channel(name, kind, url, style, **extra)
+    return Channel(name, kind, url, style, url_env=url_env, **extra)
 
 
 def _rule(raw: dict, at: _Located, channels: dict[str, Channel]) -> Rule:

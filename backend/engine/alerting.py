@@ -267,6 +267,8 @@ class AlertService:
     def status(self) -> list[RuleStatus]:
         """Each rule, its state and newest value; a read-only service reads the states the
         watcher stored."""
+        if not self.watching:  # no evaluation thread here: follow the file's edits
+            self.reload_if_changed()
         with self._lock:
             rules = self.rules.rules
         stored = {}
