@@ -281,6 +281,24 @@ def basket_levels(seed: int, n: int = 1_500, walk_sd: float = 1e-3) -> np.ndarra
     return np.column_stack([0.1 + 0.5 * a + 0.3 * b + u, a, b])
 
 
+class BareMarket:
+    """What a test market needs beyond its bars to stand in for the engine (``MarketData``):
+    no funding, no lot rules, no recorded book."""
+
+    funding_source = "none"
+
+    def carry(self, y, x, beta):
+        return None
+
+    def execution_context(self, symbols, timeframe):
+        from backend.engine.pairs import ExecutionContext
+
+        return ExecutionContext(funding_source="none")
+
+    def execution_version(self, symbols):
+        return ()
+
+
 def pair_bars(n=900, seed=3) -> tuple[Bars, Bars]:
     """1s bars of YYY and XXX: log y = 0.5 + 1.3 log x + s, s an AR(1) (phi 0.8), x a random
     walk; each bar's OHLC is its close."""

@@ -11,20 +11,19 @@ import statsmodels.api as sm
 
 from backend.engine.alerting import AlertService
 from backend.engine.pair_service import PairRequest, PairService
-from backend.engine.pairs import ExecutionContext, PairParams
+from backend.engine.pairs import PairParams
 from backend.lru import Lru
 from backend.storage import open_store
 from backend.store.records import FundingSnapshot, MarkPrice
-from tests.conftest import pair_bars
+from tests.conftest import BareMarket, pair_bars
 
 
-class Market:
+class Market(BareMarket):
     """The engine's read interface over ``pair_bars`` (YYY, XXX; 1s), ``public`` bars of them
     out so far, the newest still forming."""
 
     key = "test"
     newest_is_open = True
-    funding_source = "none"
     spec = SimpleNamespace(feed=True)
 
     def __init__(self, public: int) -> None:
@@ -53,15 +52,6 @@ class Market:
     def history_ready(self, symbols):
         return True
 
-    def carry(self, y, x, beta):
-        return None
-
-    def execution_context(self, symbols, timeframe):
-        return ExecutionContext(funding_source="none")
-
-    def execution_version(self, symbols):
-        return ()
-
     def funding(self):
         marks = {s: MarkPrice(s, 0, 1.0, 1.0, r, 0) for s, r in self.rates.items()}
         return FundingSnapshot(marks, {}, 0)
@@ -76,6 +66,13 @@ def service(tmp_path, market, rules: str, db=None) -> AlertService:
     path = tmp_path / "rules.toml"
     path.write_text(rules)
     return AlertService(market, db or open_store(tmp_path / "a.db"), str(path), env={})
+
+
+def pair_rule(name: str, kind: str, **keys) -> str:
+    """A ``[[rule]]`` on the YYY/XXX pair of 1s bars."""
+    extra = "".join(f"{k} = {v!r}\n" for k, v in keys.items())
+    return (f'[[rule]]\nname = "{name}"\nkind = "{kind}"\ny = "YYY"\nx = "XXX"\n'
+            f'timeframe = "1s"\n{extra}')  # fmt: skip
 
 
 def walk_forward(market, lookback=300):
@@ -115,12 +112,8 @@ def test_price_rule_fires_on_the_bar_the_closes_cross(tmp_path):
 
 def test_zscore_and_beta_drift_values_are_the_walk_forward_figures(tmp_path):
     m = Market(public=800)
-    svc = service(tmp_path, m, (
-        '[[rule]]\nname = "z"\nkind = "zscore"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
-        'above = 50.0\nwindow = 60\nlookback = 300\n'
-        '[[rule]]\nname = "b"\nkind = "beta_drift"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
-        'above = 50.0\nbars = 100\n'
-    ))  # fmt: skip
+    svc = service(tmp_path, m, pair_rule("z", "zscore", above=50.0, window=60, lookback=300)
+                  + pair_rule("b", "beta_drift", above=50.0, bars=100))  # fmt: skip
     svc.evaluate()
     values = {s.rule.name: s.last_value for s in svc.status()}
     beta, spread = walk_forward(m)
@@ -131,12 +124,8 @@ def test_zscore_and_beta_drift_values_are_the_walk_forward_figures(tmp_path):
 
 def test_coint_and_halflife_are_the_pair_services_figures_of_the_last_closed_bar(tmp_path):
     m = Market(public=700)
-    svc = service(tmp_path, m, (
-        '[[rule]]\nname = "c"\nkind = "coint"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
-        'above = 0.05\n'
-        '[[rule]]\nname = "h"\nkind = "halflife"\ny = "YYY"\nx = "XXX"\ntimeframe = "1s"\n'
-        'above = 100.0\n'
-    ))  # fmt: skip
+    svc = service(tmp_path, m, pair_rule("c", "coint", above=0.05)
+                  + pair_rule("h", "halflife", above=100.0))  # fmt: skip
     svc.evaluate()
     # the page's figures with its default 600 bars shown (the rules' default sample)
     report = m.pairs.report(m, PairRequest("YYY", "XXX", "1s", PairParams(), shown_bars=600))

@@ -11,12 +11,12 @@ import pytest
 from statsmodels.tsa.stattools import coint
 
 from backend.engine import AlertGate, LevelRule, PairParams, PairRequest, PairService
-from backend.engine.pairs import ExecutionContext, needs
+from backend.engine.pairs import needs
 from backend.engine.uploads import UploadedData, UploadedSymbol
 from backend.exchange.sources import Simulator
 from backend.lru import Lru
 from backend.store.resampling import fold_bars
-from tests.conftest import pair_bars
+from tests.conftest import BareMarket, pair_bars
 
 P = PairParams(lookback_bars=200, z_window_bars=40, z_threshold=1.5)
 
@@ -165,12 +165,11 @@ def test_the_page_opens_on_the_shortest_timeframe_whose_history_is_in(service):
                                    ["YYY", "XXX"]) is None  # fmt: skip
 
 
-class TwoTimeframes:
+class TwoTimeframes(BareMarket):
     """1m bars of a simulated pair and the 1h bars folded from them (every bar closed)."""
 
     key = ("two timeframes",)
     newest_is_open = False
-    funding_source = "none"
 
     def __init__(self, minutes: dict) -> None:
         self._bars = {(s, "1m"): b for s, b in minutes.items()}
@@ -180,15 +179,6 @@ class TwoTimeframes:
     def bars(self, symbol, timeframe, last=None):
         b = self._bars[(symbol, timeframe)]
         return b if last is None or len(b) <= last else b.slice(len(b) - last, len(b))
-
-    def carry(self, y, x, beta):
-        return None
-
-    def execution_context(self, symbols, timeframe):
-        return ExecutionContext(funding_source="none")
-
-    def execution_version(self, symbols):
-        return ()
 
 
 def test_a_hedge_fitted_on_1h_bars_is_the_ols_of_the_hours_closed_before_each_minute(service):
