@@ -8,7 +8,9 @@ The rules are evaluated by the engine (``--rules FILE``) or by a headless watche
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import time
 
 import pandas as pd
 import streamlit as st
@@ -28,6 +30,7 @@ REFRESH_S = 2.0
 
 def alerts_page(engine: Engine) -> None:
     st.title("Alerts")
+    desktop_notifications(engine)
     service = engine.alerts
     if service is None:
         st.info(
@@ -176,7 +179,8 @@ def _history(engine: Engine) -> None:
             "deliveries": [_deliveries(a.deliveries) for a in alerts],
         }
     )
-    st.caption(f"The newest {len(alerts)} alerts in the store, newest first.")
+    many = f"The newest {len(alerts)} alerts" if len(alerts) > 1 else "The one alert"
+    st.caption(f"{many} in the store, newest first.")
     st.dataframe(frame, hide_index=True, width="stretch")
     st.download_button(
         "Download the alerts (CSV)", frame.to_csv(index=False).encode(), "alerts.csv",
@@ -198,3 +202,47 @@ def _utc(ms: int | None) -> str:
     if ms is None:
         return ""
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# The page's own script: ask for the permission on a click (browsers want a gesture), and show
+# each new alert once as a desktop notification while the page is open.
+_NOTIFY_JS = """
+<button onclick="Notification.requestPermission()" style="border: 1px solid #d5d5d9;
+  border-radius: 0.5rem; background: #fff; padding: 0.3rem 0.8rem; font: inherit;
+  cursor: pointer">
+  Allow desktop notifications</button>
+<script>
+(function (alerts) {
+  window.__pairdashSeen = window.__pairdashSeen || new Set();
+  for (const a of alerts) {
+    if (window.__pairdashSeen.has(a.id)) continue;
+    window.__pairdashSeen.add(a.id);
+    if ("Notification" in window && Notification.permission === "granted") {
+      new Notification(a.title, {body: a.body, tag: a.id});
+    }
+  }
+})(ALERTS);
+</script>
+"""
+
+
+@st.fragment(run_every=REFRESH_S)
+def desktop_notifications(engine: Engine) -> None:
+    """Alerts fired since this page opened: a toast each, and a desktop notification where the
+    browser allows them (the button asks)."""
+    service = engine.alerts
+    if service is None:
+        return
+    since = st.session_state.setdefault("notified_from_ms", int(time.time() * 1000))
+    new = [a for a in service.history(50) if a.created_ms > since][::-1]
+    if new:
+        st.session_state["notified_from_ms"] = max(a.created_ms for a in new)
+        st.session_state["notified"] = [
+            {"id": a.id, "title": f"pairdash: {a.rule}", "body": a.message} for a in new
+        ][-20:]
+        for a in new[-3:]:
+            st.toast(a.message, icon="🔔")
+        if len(new) > 3:
+            st.toast(f"and {len(new) - 3} more alerts: see the history", icon="🔔")
+    shown = json.dumps(st.session_state.get("notified", [])).replace("</", "<\\/")
+    st.html(_NOTIFY_JS.replace("ALERTS", shown), unsafe_allow_javascript=True)

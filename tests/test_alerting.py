@@ -122,6 +122,18 @@ def test_zscore_and_beta_drift_values_are_the_walk_forward_figures(tmp_path):
     assert values["b"] == pytest.approx(100 * (beta[-1] / beta[-101] - 1), abs=1e-9)
 
 
+def test_first_sight_looks_at_the_newest_bars_not_at_the_history(tmp_path):
+    m = Market(public=800)
+    svc = service(tmp_path, m, pair_rule("z", "zscore", above=0.0, window=5))
+    _, spread = walk_forward(m)
+    z = np.array([(spread[i] - spread[i - 4 : i + 1].mean()) / spread[i - 4 : i + 1].std(ddof=1)
+                  for i in range(len(spread) - 60, len(spread))])  # fmt: skip
+    assert ((z[:-1] <= 0) & (z[1:] > 0)).sum() >= 5  # crossings in the bars already there
+    crossed_last = bool(z[-2] <= 0 < z[-1])
+    assert len(svc.evaluate()) == int(crossed_last)  # only a crossing on the newest bar fires
+    assert svc.status()[0].state.armed == (not crossed_last and z[-1] <= 0)
+
+
 def test_coint_and_halflife_are_the_pair_services_figures_of_the_last_closed_bar(tmp_path):
     m = Market(public=700)
     svc = service(tmp_path, m, pair_rule("c", "coint", above=0.05)

@@ -599,6 +599,13 @@ def test_a_rule_added_on_the_page_fires_delivers_and_shows_in_the_history(alerts
 
     url, db, rules, hook, tg = alerts_dashboard
     with chromium_page("alerts") as page:
+        # the browser's Notification, recorded (headless shows none): granted, as after a click
+        # on "Allow desktop notifications"
+        page.add_init_script(
+            "window.__notes = []; window.Notification = class { constructor(t, o) {"
+            " window.__notes.push([t, o.body]); } static get permission() { return 'granted'; }"
+            " static requestPermission() { return Promise.resolve('granted'); } };"
+        )
         page.goto(f"{url}/alerts")
         page.get_by_text("No rules yet").wait_for(timeout=60_000)
         # a test alert per channel: delivered, and not recorded
@@ -614,6 +621,7 @@ def test_a_rule_added_on_the_page_fires_delivers_and_shows_in_the_history(alerts
         page.get_by_label("z window (bars)").fill("5")
         pick(page, "stMultiSelect", "Channels", "desk")
         page.keyboard.press("Escape")
+        added_ms = time.time() * 1000
         page.get_by_role("button", name="Add the rule").click()
         page.get_by_text(f"Rule 'z up' added to {rules}").wait_for(timeout=15_000)
         (rule,) = load_rules(rules).rules  # the file reads back as the contract writes it
@@ -622,6 +630,8 @@ def test_a_rule_added_on_the_page_fires_delivers_and_shows_in_the_history(alerts
         assert rule.extra["window"] == 5
         wait_until(lambda: hook.bodies("z up"), 60, "the rule's alert at the webhook")
         body = hook.bodies("z up")[0]
+        # a new rule alerts on bars closing from then on, never on crossings in its history
+        assert body["bar_open_time"] >= added_ms - 3_000
         assert body["kind"] == "zscore" and body["value"] > 0 and body["threshold"] == 0
         when = dt.datetime.fromtimestamp(body["bar_open_time"] / 1000, dt.UTC)
         stamp = f"{when:%Y-%m-%d %H:%M:%S}"
@@ -637,6 +647,13 @@ def test_a_rule_added_on_the_page_fires_delivers_and_shows_in_the_history(alerts
         assert row["rule"] == "z up" and row["rule set"] == "page"
         assert row["value"] == pytest.approx(body["value"]) and row["threshold"] == 0
         wait_until(lambda: history_row()["deliveries"] == "desk: sent", 20, "delivery shown")
+        # a desktop notification for it on the open page, once
+        wait_until(
+            lambda: ["pairdash: z up", body["message"]] in page.evaluate("window.__notes"), 20,
+            "the desktop notification",
+        )  # fmt: skip
+        notes = page.evaluate("window.__notes")
+        assert len({tuple(n) for n in notes}) == len(notes)  # none shown twice
         assert ALERT_TOKEN not in page.content() and ALERT_TOKEN not in page.inner_text("body")
     assert ALERT_TOKEN not in rules.read_text()
     with sqlite3.connect(db) as conn:

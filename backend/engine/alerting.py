@@ -166,6 +166,8 @@ class AlertService:
             except ValueError as exc:
                 self._errors[rule.name] = str(exc)
                 continue
+            if state.last_bar_ms is None:  # first sight: the last two bars, not the history
+                times, values = times[-2:], values[-2:]
             if len(values):
                 self._values[rule.name] = float(values[-1])
             new_state, firings = step(rule, state, times, values)
