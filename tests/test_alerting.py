@@ -15,7 +15,7 @@ from backend.engine.pairs import PairParams
 from backend.lru import Lru
 from backend.storage import open_store
 from backend.store.records import FundingSnapshot, MarkPrice
-from tests.conftest import BareMarket, pair_bars
+from tests.conftest import BareMarket, pair_bars, wait_for
 
 
 class Market(BareMarket):
@@ -208,3 +208,20 @@ def test_a_bad_edit_keeps_the_rules_in_force_and_add_rule_checks_the_whole_file(
     os.utime(svc.path, (1, 1))  # a changed mtime, whatever the clock's resolution
     svc.reload_if_changed()
     assert "key 'name'" in svc.rules_error and [r.name for r in svc.rules.rules] == ["p"]
+
+
+def test_a_second_service_on_held_rules_shows_the_watchers_states_and_evaluates_nothing(tmp_path):
+    m = Market(public=400)
+    rules = '[[rule]]\nname = "p"\nkind = "price"\nsymbol = "YYY"\ntimeframe = "1s"\nabove = 1e9\n'
+    watcher = service(tmp_path, m, rules, open_store(tmp_path / "a.db")).start()
+    page = service(tmp_path, m, rules, open_store(tmp_path / "a.db"))
+    try:
+        page.start(claim="optional")
+        assert not page.watching and "'rules' is already watched" in page.note
+        wait_for(lambda: watcher.evaluations > 0, 10, "the watcher's first evaluation")
+        wait_for(lambda: page.status()[0].state.armed is True, 10, "the stored state shown")
+        assert page.evaluations == 0 and page.courier.is_alive() is False
+    finally:
+        page.stop()
+        watcher.stop()
+    assert not watcher.courier.is_alive()
