@@ -50,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume-max-age", "--history-bars", "--history-1s", "--keep-1s", "--rules",
         **{"--keep-1s": {"help": "1s bars kept in memory (the database keeps all; 0 keeps all "
                                  "in memory too)"},
-           "--rules": {"default": None, "help": "also evaluate these alert rules on the bars "
-                                                "stored (README: Alerts)"}},
+           # only from the flag: PAIRDASH_RULES (a dashboard's, a watcher's) must not turn
+           # every collector into a second watcher of those rules
+           "--rules": {"default": None, "env": None,
+                       "help": "also evaluate these alert rules on the bars stored (README: "
+                               "Alerts)"}},
     )  # fmt: skip
 
     i = sub.add_parser(
