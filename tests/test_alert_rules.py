@@ -122,3 +122,15 @@ def test_an_unreadable_file_is_one_line(tmp_path):
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00rule")
     with pytest.raises(RulesError, match="cannot read it"):
         load_rules(tmp_path / "bin.toml")
+
+
+@pytest.mark.parametrize("value", ["1", "[60]", "6.5", '"60"', "true", "1000000"])
+def test_windows_in_bars_are_whole_numbers_in_range(value):
+    text = (
+        '[[rule]]\nname = "z"\nkind = "zscore"\ny = "ETHUSDT"\nx = "BTCUSDT"\nabove = 2.0\n'
+        f"window = {value}\n"
+    )
+    with pytest.raises(RulesError) as caught:
+        parse_rules(text, "alerts.toml")
+    assert str(caught.value).startswith("alerts.toml:7: key 'window': ")
+    assert "a whole number of bars from 2 to 100,000" in str(caught.value)

@@ -181,13 +181,13 @@ def test_rules_that_cannot_be_evaluated_say_why_and_the_others_go_on(tmp_path):
     m = Market(public=400)
     svc = service(tmp_path, m, (
         '[[rule]]\nname = "gone"\nkind = "price"\nsymbol = "ZZZUSDT"\nabove = 1.0\n'
-        '[[rule]]\nname = "bad"\nkind = "zscore"\ny = "YYY"\nx = "XXX"\nabove = 2.0\nwindow = 1\n'
+        '[[rule]]\nname = "bad"\nkind = "zscore"\ny = "YYY"\nx = "XXX"\nabove = 2.0\nmethod = "bogus"\n'
         '[[rule]]\nname = "ok"\nkind = "price"\nsymbol = "YYY"\ntimeframe = "1s"\nabove = 1e9\n'
     ))  # fmt: skip
     svc.evaluate()
     status = {s.rule.name: s for s in svc.status()}
     assert status["gone"].error == "ZZZUSDT is not streamed here"
-    assert status["bad"].error == "rule 'bad': rolling windows must be at least 2 bars"
+    assert status["bad"].error == "rule 'bad': unknown regression method 'bogus'"
     assert status["ok"].error is None and status["ok"].state.armed is True
     assert not math.isnan(status["ok"].last_value)
 

@@ -200,6 +200,13 @@ def _rule(raw: dict, at: _Located, channels: dict[str, Channel]) -> Rule:
     missing = [c for c in wanted if c not in channels]
     if missing:
         raise at.error("channels", f"no channel named {missing[0]!r}")
+    for key in ("lookback", "window", "bars"):  # windows in bars, where a kind takes them
+        if key in raw:
+            at.whole(raw, key, 2, 100_000)
+    if "side" in raw:
+        at.choice(raw, "side", ("long", "short"))
+    if "method" in raw:
+        at.text(raw, "method", required=True)
     message = at.text(raw, "message")
     try:
         message.format_map({f: 1.0 if f in ("value", "threshold") else f for f in MESSAGE_FIELDS})
@@ -273,6 +280,12 @@ class _Located:
         if not isinstance(value, str) or not _SYMBOL.fullmatch(value.strip().upper()):
             raise self.error(key, f"{value!r}: a symbol such as BTCUSDT")
         return value.strip().upper()
+
+    def whole(self, raw: dict, key: str, lo: int, hi: int) -> int:
+        value = raw.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.error(key, f"{value!r}: a whole number of bars from {lo} to {hi:,}")
+        return value
 
     def number(self, raw: dict, key: str) -> float | None:
         value = raw.get(key)

@@ -109,6 +109,8 @@ class AlertService:
                 self.evaluate()
             except StorageError as exc:  # the store is down: the bars are evaluated again
                 log.warning("alerts not recorded yet: %s", exc)
+            except Exception as exc:  # a bug must not end the watching: said, and retried
+                log.error("alert evaluation failed (%s: %s); retrying", type(exc).__name__, exc)
 
     # --- the rules file ----------------------------------------------------------------------
 
