@@ -31,6 +31,7 @@ class Market(BareMarket):
         self.public = public
         self.rates = {"YYY": 0.0001}
         self.silence_s = 1.0
+        self.gaps: dict[str, int] = {}
         self._cache = Lru(64)
         self.pairs = PairService(self._cached, Lru(8))
 
@@ -57,9 +58,10 @@ class Market(BareMarket):
         return FundingSnapshot(marks, {}, 0)
 
     def health(self):
-        return SimpleNamespace(
-            collectors=(), feed=SimpleNamespace(last_message_age_s=self.silence_s)
-        )
+        store = SimpleNamespace(symbols={s: SimpleNamespace(open_gaps=self.gaps.get(s, 0))
+                                         for s in self.symbols})  # fmt: skip
+        feed = SimpleNamespace(last_message_age_s=self.silence_s)
+        return SimpleNamespace(collectors=(), store=store, feed=feed)
 
 
 def service(tmp_path, market, rules: str, db=None) -> AlertService:
@@ -162,6 +164,24 @@ def test_funding_and_feed_rules(tmp_path):
     assert fired["f"].value == pytest.approx(-0.02) and fired["f"].threshold == 0.0
     assert fired["silent"].value == 45.0 and fired["silent"].bar_open_time_ms == 1_002_000
     assert fired["silent"].symbols == ()
+
+
+def test_a_gap_open_longer_than_the_level_fires_once_and_rearms_when_it_closes(tmp_path):
+    m = Market(public=400)
+    svc = service(tmp_path, m, '[[rule]]\nname = "g"\nkind = "feed"\nsymbol = "XXX"\n'
+                               'above = 30.0\ngap = true\n')  # fmt: skip
+    assert svc.evaluate(now_ms=1_000_000) == []  # no gap: 0 s, armed
+    m.gaps = {"XXX": 2, "YYY": 1}
+    assert svc.evaluate(now_ms=1_005_000) == []  # seen open from here
+    assert svc.evaluate(now_ms=1_030_000) == []  # 25 s
+    (fired,) = svc.evaluate(now_ms=1_036_000)  # 31 s
+    assert fired.value == 31.0 and fired.symbols == ("XXX",)
+    assert svc.evaluate(now_ms=1_090_000) == []  # still open: fired once
+    m.gaps = {}
+    svc.evaluate(now_ms=1_091_000)  # closed: re-armed
+    m.gaps = {"XXX": 1}
+    svc.evaluate(now_ms=1_092_000)
+    assert [a.value for a in svc.evaluate(now_ms=1_123_000)] == [31.0]  # a new gap, timed anew
 
 
 def test_a_restart_reads_the_states_and_repeats_nothing(tmp_path):

@@ -69,6 +69,7 @@ class AlertService:
         }
         self._values: dict[str, float] = {}
         self._errors: dict[str, str] = {}
+        self._gap_since: dict[str, int] = {}  # symbol -> when its open gaps were first seen
         self.watching = False
         self.note = ""
         self.courier = Courier(store, self.ruleset, self.rules.channels, env)
@@ -257,14 +258,32 @@ class AlertService:
 
     def _feed_age_s(self, rule: Rule, now_ms: int) -> float:
         """Seconds since the feed's last message; on ``--source db`` since the symbol's (or
-        the stalest symbol's) collector last saved."""
+        the stalest symbol's) collector last saved; with ``gap = true``, how long the oldest
+        gap still open (of the symbol, or any) has been seen open."""
         health = self.market.health()
+        if rule.extra.get("gap"):
+            return self._gap_age_s(rule, health, now_ms)
         if health.collectors or not self.market.spec.feed:
             saved = [c.saved_at_ms for c in health.collectors
                      if not rule.symbol or c.symbol == rule.symbol]  # fmt: skip
             return (now_ms - min(saved)) / 1000.0 if saved else math.inf
         age = health.feed.last_message_age_s
         return math.inf if age is None else float(age)
+
+    def _gap_age_s(self, rule: Rule, health, now_ms: int) -> float:
+        if health.collectors:  # --source db: the gaps the collectors reported at their saves
+            open_gaps = {c.symbol: c.open_gaps or 0 for c in health.collectors}
+        else:
+            open_gaps = {s: snap.open_gaps for s, snap in health.store.symbols.items()}
+        ages = []
+        for symbol, count in open_gaps.items():
+            if rule.symbol and symbol != rule.symbol:
+                continue
+            if count:
+                ages.append(now_ms - self._gap_since.setdefault(symbol, now_ms))
+            else:
+                self._gap_since.pop(symbol, None)
+        return max(ages, default=0) / 1000.0
 
     # --- what the page shows -----------------------------------------------------------------
 
