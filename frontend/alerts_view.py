@@ -30,7 +30,6 @@ REFRESH_S = 2.0
 
 def alerts_page(engine: Engine) -> None:
     st.title("Alerts")
-    desktop_notifications(engine)
     service = engine.alerts
     if service is None:
         st.info(
@@ -160,7 +159,9 @@ def _level(text: str, label: str) -> float | None:
 @st.fragment(run_every=REFRESH_S)
 def _history(engine: Engine) -> None:
     st.subheader("History")
-    alerts = engine.alert_history(1000)
+    alerts = engine.alert_history(1000)  # one read a refresh: the history and the notifications
+    if engine.alerts is not None:
+        _notify(alerts)
     if not alerts:
         st.write("No alert has fired yet.")
         return
@@ -226,15 +227,11 @@ _NOTIFY_JS = """
 """
 
 
-@st.fragment(run_every=REFRESH_S)
-def desktop_notifications(engine: Engine) -> None:
-    """Alerts fired since this page opened: a toast each, and a desktop notification where the
-    browser allows them (the button asks)."""
-    service = engine.alerts
-    if service is None:
-        return
+def _notify(alerts: list) -> None:
+    """Alerts fired since this page opened: a toast each (three at most a refresh), and a
+    desktop notification where the browser allows them (the button asks)."""
     since = st.session_state.setdefault("notified_from_ms", int(time.time() * 1000))
-    new = [a for a in service.history(50) if a.created_ms > since][::-1]
+    new = [a for a in alerts if a.created_ms > since][::-1]
     if new:
         st.session_state["notified_from_ms"] = max(a.created_ms for a in new)
         st.session_state["notified"] = [

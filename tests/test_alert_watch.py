@@ -249,16 +249,37 @@ def test_a_bad_rules_file_is_one_line_naming_the_line_and_key(tmp_path):
     assert missing.returncode == 2 and "--rules FILE is required" in missing.stderr
 
 
+@pytest.mark.parametrize("command", ["watch", "collect"])
 @pytest.mark.parametrize("junk", ["", " ", "nan", "-1", "inf", "/no/such/rules.toml", "."])
-def test_junk_rules_paths_are_one_line(tmp_path, junk):
+def test_junk_rules_paths_are_one_line(tmp_path, command, junk):
+    if command == "collect" and not junk.strip():
+        junk = "-"  # collect takes --rules only when given: an empty value means none
     out = subprocess.run(
-        [sys.executable, "-m", "backend", "watch", f"--rules={junk}", "--db",
-         str(tmp_path / "x.db")],
+        [sys.executable, "-m", "backend", command, f"--rules={junk}", "--db",
+         str(tmp_path / "x.db"), "--rest-url", "http://127.0.0.1:9"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr and "error" in out.stderr
     assert not (tmp_path / "x.db").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("junk", ["nan", "-1", "inf", ".", "/no/such/dir/a.toml", "bad.toml"])
+def test_the_dashboards_junk_rules_paths_are_one_line_and_start_nothing(tmp_path, junk):
+    from backend.config import ConfigError
+    from backend.engine import Engine, EngineOptions
+
+    (tmp_path / "bad.toml").write_text("[[rule]]\nname = 3\n")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(ConfigError) as info:
+            Engine(EngineOptions(source="simulate", db=str(tmp_path / "s.db"), rules=junk))
+    finally:
+        os.chdir(cwd)
+    assert "\n" not in str(info.value) and "--rules" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["bad.toml", "s.db"],
+        ["bad.toml", "s.db", "s.db-shm", "s.db-wal"])  # fmt: skip
 
 
 def test_a_second_watcher_of_the_same_rules_in_one_postgresql_is_refused(

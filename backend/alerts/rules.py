@@ -205,8 +205,9 @@ def _rule(raw: dict, at: _Located, channels: dict[str, Channel]) -> Rule:
             at.whole(raw, key, 2, 100_000)
     if "side" in raw:
         at.choice(raw, "side", ("long", "short"))
-    if "gap" in raw and not isinstance(raw["gap"], bool):
-        raise at.error("gap", f"{raw['gap']!r}: true or false")
+    for key in ("gap", "log_prices"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise at.error(key, f"{raw[key]!r}: true or false")
     if "method" in raw:
         at.text(raw, "method", required=True)
     message = at.text(raw, "message")

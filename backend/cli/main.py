@@ -216,6 +216,8 @@ def _collect(args) -> int:
 
     ws_url = check_url(args.ws_url, ("ws", "wss"), "--ws-url")
     rest_url = check_url(args.rest_url, ("http", "https"), "--rest-url")
+    if args.rules is not None:
+        _check_rules_file(args.rules)  # before asking the exchange anything
     picked, top = market_pick(args.symbols)
     symbols = pick_symbols(rest_url, top) if picked else parse_symbols(args.symbols)
     # The collector stores bars only: no mark-price or book stream.
@@ -231,8 +233,6 @@ def _collect(args) -> int:
     if unknown:
         raise ConfigError(f"unknown symbol(s) {', '.join(unknown)} at {cfg.rest_url}")
     open_store(args.db).close()  # an unusable path fails here, in one line, before any thread
-    if args.rules is not None:
-        _check_rules_file(args.rules)
     from backend.feed.history import HistoryOptions
 
     return run_collector(

@@ -24,7 +24,7 @@ import numpy as np
 
 from backend.alerts.delivery import Courier, DeliveryError, send
 from backend.alerts.evaluate import KIND_LABELS, Firing, RuleState, message, step
-from backend.alerts.rules import PAIR_KINDS, Rule, RulesError, RuleSet, load_rules, parse_rules
+from backend.alerts.rules import Rule, RulesError, RuleSet, load_rules, parse_rules
 from backend.engine.pair_service import PairRequest
 from backend.engine.pairs import PairParams
 from backend.storage import StorageError
@@ -224,11 +224,11 @@ class AlertService:
 
     def _pair(self, rule: Rule, wanted: int, reports: dict):
         params = rule_params(rule)
-        drift = int(rule.extra.get("bars", DRIFT_BARS)) if rule.kind == "beta_drift" else 0
+        drift = rule.extra.get("bars", DRIFT_BARS) if rule.kind == "beta_drift" else 0
         slow = rule.kind in ("coint", "halflife")
         shown = wanted + max(drift, DRIFT_BARS) + 1
         if slow:  # the sample of the Engle–Granger test and half-life: as the page shows them
-            shown = int(rule.extra.get("bars", SAMPLE_BARS))
+            shown = rule.extra.get("bars", SAMPLE_BARS)
         request = PairRequest(rule.y, rule.x, rule.timeframe, params, shown_bars=shown, slow=slow)
         report = reports.get(request)
         if report is None:
@@ -308,9 +308,6 @@ class AlertService:
             for r in rules
         ]
 
-    def history(self, limit: int = 1000) -> list[AlertRecord]:
-        return self.store.alerts(self.ruleset, limit)
-
     def test(self, channel_name: str) -> str:
         """Send a test alert on one channel now (not recorded); one line saying how it went."""
         channel = self.rules.channels.get(channel_name)
@@ -345,17 +342,13 @@ def _latest(rule: Rule, report) -> float:
 def rule_params(rule: Rule) -> PairParams:
     """The pair figures a zscore / coint / beta_drift rule watches: its ``method``,
     ``lookback`` and ``window`` (bars), else the page's defaults; ``ValueError`` if bad."""
-    defaults = PairParams()
-    extra = rule.extra
-    try:
-        params = PairParams(
-            lookback_bars=int(extra.get("lookback", defaults.lookback_bars)),
-            z_window_bars=int(extra.get("window", defaults.z_window_bars)),
-            method=str(extra.get("method", defaults.method)),
-            log_prices=bool(extra.get("log_prices", defaults.log_prices)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"rule {rule.name!r}: {exc}") from None
+    defaults, extra = PairParams(), rule.extra  # types checked when the file was read
+    params = PairParams(
+        lookback_bars=extra.get("lookback", defaults.lookback_bars),
+        z_window_bars=extra.get("window", defaults.z_window_bars),
+        method=extra.get("method", defaults.method),
+        log_prices=extra.get("log_prices", defaults.log_prices),
+    )
     try:
         params.check()
     except ValueError as exc:
@@ -363,4 +356,4 @@ def rule_params(rule: Rule) -> PairParams:
     return params
 
 
-__all__ = ["KIND_LABELS", "PAIR_KINDS", "AlertService", "RuleStatus", "rule_params"]
+__all__ = ["KIND_LABELS", "AlertService", "RuleStatus", "rule_params"]

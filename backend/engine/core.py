@@ -415,6 +415,8 @@ def _check_rules(path: str) -> None:
     rules = Path(path)
     try:
         if not rules.exists():
+            if rules.suffix != ".toml":  # a typo or junk value, not a new rules file
+                raise ConfigError(f"--rules {path}: no such file (a new one must end in .toml)")
             rules.write_text("# alert rules (README: Alerts)\n", encoding="utf-8")
         load_rules(rules)
     except OSError as exc:
