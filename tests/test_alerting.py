@@ -245,3 +245,30 @@ def test_a_second_service_on_held_rules_shows_the_watchers_states_and_evaluates_
         page.stop()
         watcher.stop()
     assert not watcher.courier.is_alive()
+
+
+def test_a_store_that_is_down_loses_no_alert(tmp_path):
+    from backend.storage import StorageError
+
+    m = Market(public=400)
+    level = float(m.closed("YYY").close[-1]) + 1e-6  # the last close below: armed
+    svc = service(tmp_path, m, f'[[rule]]\nname = "p"\nkind = "price"\nsymbol = "YYY"\n'
+                               f'timeframe = "1s"\nabove = {level!r}\n')  # fmt: skip
+    svc.evaluate()
+    record = svc.store.record_alerts
+
+    def down(*args):
+        raise StorageError("database is locked")
+
+    svc.store.record_alerts = down
+    crossed = None
+    while crossed is None:  # bars close until one crosses the level, while the store is down
+        m.public += 1
+        closes = m.closed("YYY").close
+        if closes[-1] > level and closes[-2] <= level:
+            crossed = int(m.closed("YYY").open_time[-1])
+        with pytest.raises(StorageError):
+            svc.evaluate()
+    svc.store.record_alerts = record  # back: the crossing is recorded, once
+    assert [a.bar_open_time_ms for a in svc.evaluate()] == [crossed]
+    assert [a.bar_open_time_ms for a in svc.store.alerts()] == [crossed]

@@ -156,7 +156,7 @@ class AlertService:
         with self._lock:
             rules = self.rules
         fired: list[AlertRecord] = []
-        changed: dict[str, str] = {}
+        changed: dict[str, RuleState] = {}
         reports: dict = {}  # one pair report per request this pass (z and β rules share it)
         for rule in rules.rules:
             state = self._states.get(rule.name, RuleState())
@@ -178,11 +178,14 @@ class AlertService:
                 log.debug("rule %r: bars to %s, value %.6g, %s", rule.name, new_state.last_bar_ms,
                           values[-1] if len(values) else math.nan, new_state.label)  # fmt: skip
             if new_state != state:
-                changed[rule.name] = new_state.to_json()
-                self._states[rule.name] = new_state
+                changed[rule.name] = new_state
             fired += [self._record(rule, f, now_ms) for f in firings]
         if changed or fired:
-            self.store.record_alerts(self.ruleset, fired, changed)
+            # states move on only once stored with their alerts: a store that is down leaves
+            # them where they were, and the next pass walks (and records) the same bars again
+            states = {name: st.to_json() for name, st in changed.items()}
+            self.store.record_alerts(self.ruleset, fired, states)
+            self._states.update(changed)
         if fired:
             self.courier.wake()
             for a in fired:
